@@ -1,0 +1,62 @@
+# The project's commands. `make run` starts the whole system; `make test` runs every test.
+# Everything runs from .venv, which `make setup` builds from pinned requirements.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+DATA ?= ../shared/data/cc_general.csv
+
+# Keep BentoML's state inside the checkout and never phone home.
+export BENTOML_HOME ?= $(CURDIR)/.bentoml
+export BENTOML_DO_NOT_TRACK := true
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help setup system-deps model import serve-model serve-api run test lint bench bento clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements/*.txt
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements/dev.txt -c requirements/constraints.txt
+	touch $@
+
+setup: $(VENV)/.installed ## Build .venv with the pinned dependencies
+
+system-deps: ## Debian packages the tests need (chromium for the browser test, nginx for the gateway test)
+	@if ! command -v chromium >/dev/null || ! command -v nginx >/dev/null; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -q && apt-get install -y -q --no-install-recommends chromium nginx-light; \
+	fi
+
+model: setup ## Train the model from DATA (default ../shared/data/cc_general.csv)
+	$(PY) -m models.train --data $(DATA)
+
+import: setup ## Import the committed pickle into the BentoML model store (idempotent)
+	$(PY) -m models.import_model
+
+serve-model: import ## Serve the model with BentoML on 127.0.0.1:3000
+	$(VENV)/bin/bentoml serve service:CreditCardSegmentation --host 127.0.0.1 --port 3000
+
+serve-api: setup ## Serve the evaluation API (and the form) on 127.0.0.1:8000
+	$(VENV)/bin/uvicorn evaluation_api.main:create_app --factory --host 127.0.0.1 --port 8000
+
+run: import ## Set up and run the whole system: model service, evaluation API and the form
+	$(PY) -m run
+
+bento: import ## Build the Bento (the model service's deployable artifact)
+	$(VENV)/bin/bentoml build -f bentofile.yaml
+
+test: setup system-deps import ## Set up and run every test
+	$(PY) -m pytest
+
+lint: setup ## Static checks
+	$(VENV)/bin/ruff check .
+
+bench: import ## Run the benchmarks and regenerate docs/results/
+	$(PY) -m benchmarks.run
+
+clean: ## Remove the environment and local state (not the committed model)
+	rm -rf $(VENV) .bentoml var tests/artifacts
