@@ -1,0 +1,127 @@
+"""Start the project's real processes on free loopback ports for tests, and stop them afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def project_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("BENTOML_HOME", str(ROOT / ".bentoml"))
+    env["BENTOML_DO_NOT_TRACK"] = "true"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Server:
+    """A process started in its own session, so that stop() ends it and every child it forked."""
+
+    name: str
+    args: list[str]
+    port: int
+    ready_path: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    log_path: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, timeout: float = 60.0) -> Server:
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(
+            self.args, cwd=ROOT, env=dict(self.env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.wait_ready(timeout=timeout)
+        return self
+
+    def wait_ready(self, *, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
+            try:
+                if httpx.get(self.url + self.ready_path, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{self.name} not ready on {self.url}{self.ready_path} after {timeout:.0f}s; see {self.log_path}")
+
+    def kill(self) -> None:
+        """Kill the process group at once (SIGKILL): a crash, not a shutdown."""
+        self._signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def model_service(*, port: int | None = None, log_dir: Path | None = None, **env: str) -> Server:
+    """The Bento served for real (`bentoml serve`); `start()` it. Needs the model imported."""
+    port = port or free_port()
+    return Server(
+        name="model service",
+        args=[str(VENV_BIN / "bentoml"), "serve", "service:CreditCardSegmentation", "--host", "127.0.0.1", "--port", str(port)],
+        port=port,
+        ready_path="/readyz",
+        env=project_env(**env),
+        log_path=(log_dir / f"model-service-{port}.log") if log_dir else None,
+    )
+
+
+def evaluation_api(*, model_url: str, database_url: str, port: int | None = None, log_dir: Path | None = None, **env: str) -> Server:
+    """The evaluation API (and the form) under uvicorn; `start()` it."""
+    port = port or free_port()
+    return Server(
+        name="evaluation API",
+        args=[
+            str(VENV_BIN / "uvicorn"), "evaluation_api.main:create_app", "--factory",
+            "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+        ],
+        port=port,
+        ready_path="/healthz",
+        env=project_env(MODEL_SERVICE_URL=model_url, DATABASE_URL=database_url, **env),
+        log_path=(log_dir / f"evaluation-api-{port}.log") if log_dir else None,
+    )
