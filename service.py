@@ -34,6 +34,8 @@ from models.segments import SEGMENTS
 #   it is generous; a client in a hurry has its own, shorter deadline (the evaluation API: 2 s).
 MAX_BATCH_SIZE = 100_000
 MAX_LATENCY_MS = 5_000
+# Off only to measure what batching buys (benchmarks/): the same contract, one call per request.
+BATCHING = os.environ.get("MODEL_SERVICE_BATCHING", "true") != "false"
 
 # A customer's money amounts, in the card's currency. Finite and non-negative; anything else is a
 # 400 that names the field (extra or wrongly typed fields included: strict, no coercion from text).
@@ -62,6 +64,34 @@ class Prediction(TypedDict):
 
 SEGMENT_KEYS = [s.key for s in SEGMENTS]
 
+# Resolved once, at import: the class-level model below and the X-Model-Version header then name the
+# same version even if another one is imported (and becomes `latest`) while this process runs.
+# MODEL_TAG pins a version (a rollout); by default the newest import.
+MODEL_TAG = str(bentoml.models.get(os.environ.get("MODEL_TAG", f"{MODEL_NAME}:latest")).tag)
+MODEL_VERSION = MODEL_TAG.split(":", 1)[1]
+
+
+class ModelVersionHeader:
+    """ASGI middleware: every response names the model version that made it (X-Model-Version).
+
+    Callers record it with each decision; a header keeps /predict's body exactly its contract."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.header = (b"x-model-version", MODEL_VERSION.encode())
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), self.header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
 http = FastAPI()  # plain GET routes beside BentoML's own; mounted at / below
 
 
@@ -81,8 +111,7 @@ def _sha256(path: str) -> str:
 @bentoml.asgi_app(http, path="/")
 class CreditCardSegmentation:
     # Declared at class scope so that `bentoml build` packs this exact model into the Bento.
-    # MODEL_TAG pins a version (a rollout); by default the newest import.
-    model = bentoml.models.BentoModel(os.environ.get("MODEL_TAG", f"{MODEL_NAME}:latest"))
+    model = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
         self.card: dict[str, Any] = json.loads(open(self.model.path_of(CARD_PATH.name), encoding="utf-8").read())
@@ -107,7 +136,7 @@ class CreditCardSegmentation:
             for c, d in zip(clusters.tolist(), np.round(distances, 6).tolist(), strict=True)
         ]
 
-    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)
+    @bentoml.api(batchable=BATCHING, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)
     def predict(self, customers: list[Customer]) -> list[Prediction]:
         """Segment each customer; one prediction per customer, in order."""
         X = np.array(
@@ -128,3 +157,6 @@ class CreditCardSegmentation:
             ],
             "card": self.card,
         }
+
+
+CreditCardSegmentation.add_asgi_middleware(ModelVersionHeader)

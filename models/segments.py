@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-from scipy.optimize import linear_sum_assignment
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,10 @@ def match_segments(centroids: np.ndarray) -> list[int]:
     One-to-one (Hungarian algorithm), so every segment gets exactly one cluster whatever the
     numbering KMeans chose.
     """
+    # Imported here: the evaluation API reads the segment definitions without numpy or scipy.
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
     prototypes = np.array([s.prototype for s in SEGMENTS])
     if centroids.shape != prototypes.shape:
         raise ValueError(f"expected centroids of shape {prototypes.shape}, got {centroids.shape}")

@@ -1,0 +1,90 @@
+"""CPU and peak memory of each process under test (a process and every child it forked), with psutil."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+
+def _group(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+@dataclass
+class _Role:
+    pid: int
+    cpu_first: dict[int, float] = field(default_factory=dict)  # pid -> cpu seconds when first seen
+    cpu_last: dict[int, float] = field(default_factory=dict)
+    peak_rss: int = 0
+    processes: int = 0
+
+
+class Sampler:
+    """Samples named process groups every `interval_s` in a thread while it is entered.
+
+    CPU is the sum over the group of user+system time consumed between the first and last sample
+    (a process started during the window counts from zero), divided by the wall time: 1.0 = one
+    core busy. Peak memory is the largest sum of RSS over the group seen in one sample.
+    """
+
+    def __init__(self, roles: dict[str, int], *, interval_s: float = 0.25) -> None:
+        self._roles = {name: _Role(pid) for name, pid in roles.items()}
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="resource-sampler", daemon=True)
+        self._started = 0.0
+        self._elapsed = 0.0
+
+    def _sample(self, *, first: bool) -> None:
+        for role in self._roles.values():
+            rss = 0
+            procs = _group(role.pid)
+            for p in procs:
+                try:
+                    with p.oneshot():
+                        t = p.cpu_times()
+                        cpu = t.user + t.system
+                        rss += p.memory_info().rss
+                except psutil.NoSuchProcess:
+                    continue
+                if p.pid not in role.cpu_first:
+                    role.cpu_first[p.pid] = cpu if first else 0.0
+                role.cpu_last[p.pid] = cpu
+            role.peak_rss = max(role.peak_rss, rss)
+            role.processes = max(role.processes, len(procs))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self._sample(first=False)
+
+    def __enter__(self) -> Sampler:
+        self._sample(first=True)
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample(first=False)
+        self._elapsed = time.monotonic() - self._started
+
+    def results(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for name, role in self._roles.items():
+            cpu_s = sum(role.cpu_last[pid] - role.cpu_first[pid] for pid in role.cpu_last)
+            out[name] = {
+                "cpu_seconds": round(cpu_s, 2),
+                "cpu_cores": round(cpu_s / self._elapsed, 2) if self._elapsed else 0.0,
+                "peak_rss_mib": round(role.peak_rss / 2**20, 1),
+                "processes": role.processes,
+            }
+        return out

@@ -1,0 +1,63 @@
+"""Settings of the evaluation API, read from the environment (one typed class, validated at start)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, HttpUrl, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = PACKAGE_DIR.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    model_service_url: HttpUrl = HttpUrl("http://127.0.0.1:3000")
+    database_url: str = f"sqlite:///{PROJECT_DIR / 'var' / 'evaluations.db'}"
+    policy_path: Path = PACKAGE_DIR / "policy.yaml"
+    frontend_dir: Path = PROJECT_DIR / "frontend"
+    auto_migrate: bool = True
+    log_level: str = "INFO"
+
+    # The whole evaluation (model call with its retries, then the record) must fit in this.
+    evaluation_deadline_s: float = Field(2.0, gt=0, le=30)
+    # Per attempt: connecting to a live service on a LAN takes well under this.
+    model_connect_timeout_s: float = Field(0.5, gt=0)
+    model_read_timeout_s: float = Field(1.5, gt=0)
+    model_retry_attempts: int = Field(3, ge=1, le=10)
+    model_max_connections: int = Field(32, ge=1)
+    # Concurrent evaluations are coalesced into one /predict call of at most this many customers,
+    # with at most this many calls in flight: under load, batches grow instead of queues.
+    model_batch_max_size: int = Field(256, ge=1)
+    model_batch_max_in_flight: int = Field(4, ge=1)
+    # Consecutive failed calls that open the circuit, and how long it stays open before a trial call.
+    breaker_threshold: int = Field(3, ge=1)
+    breaker_ttl_s: float = Field(5.0, gt=0)
+    database_pool_size: int = Field(5, ge=1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _driver(cls, value: str) -> str:
+        # One driver per database, the one we pin: psycopg 3 for PostgreSQL.
+        for prefix in ("postgresql://", "postgres://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        if not value.startswith(("sqlite:///", "postgresql+psycopg://")):
+            raise ValueError("DATABASE_URL must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.model_connect_timeout_s + self.model_read_timeout_s > self.evaluation_deadline_s * 2:
+            raise ValueError("model timeouts must fit within twice the evaluation deadline")
+        if not self.policy_path.is_file():
+            raise ValueError(f"POLICY_PATH {self.policy_path} is not a file")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

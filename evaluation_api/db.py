@@ -1,0 +1,161 @@
+"""Decision records: the table, the engine, and a writer that commits before a response is sent.
+
+Writes go through RecordWriter: one thread that takes every record queued while the previous
+commit ran and commits them in one transaction ("group commit"), then wakes each waiting request.
+Each evaluation still gets its record committed before its response, but 64 concurrent
+evaluations cost a few commits (and fsyncs), not 64.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Engine, Float, Integer, String, create_engine, event, insert, select, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+logger = logging.getLogger(__name__)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class EvaluationRow(Base):
+    """One decision, as made. Never updated: a review is a new evaluation."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    customer_name: Mapped[str] = mapped_column(String(120))
+    customer_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    balance: Mapped[float] = mapped_column(Float)
+    purchases: Mapped[float] = mapped_column(Float)
+    cash_advance: Mapped[float] = mapped_column(Float)
+    credit_limit: Mapped[float] = mapped_column(Float)
+    payments: Mapped[float] = mapped_column(Float)
+    segment_id: Mapped[int] = mapped_column(Integer)
+    segment_key: Mapped[str] = mapped_column(String(64))
+    distances: Mapped[list[float]] = mapped_column(JSON)
+    decision: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    model_name: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(64), index=True)
+    policy_version: Mapped[str] = mapped_column(String(32))
+    evaluated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+            # WAL: readers never block the writer; FULL: a committed decision survives a power cut.
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.close()
+
+        return engine
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=2,
+        connect_args={"connect_timeout": 2},
+    )
+
+
+class RecordWriter:
+    """Commits records in groups on one thread; `await write(row)` returns once its group committed."""
+
+    MAX_GROUP = 500
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._queue: queue.SimpleQueue[tuple[dict[str, Any], asyncio.Future[None]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="record-writer", daemon=True)
+        self._thread.start()
+
+    async def write(self, row: dict[str, Any]) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put((row, future))
+        # Shielded: a client that disconnects must not leave the caller unsure whether it committed.
+        await asyncio.shield(future)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            group = [item]
+            while len(group) < self.MAX_GROUP:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._commit(group)
+                    return
+                group.append(nxt)
+            self._commit(group)
+
+    def _commit(self, group: Sequence[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
+        error: BaseException | None = None
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(insert(EvaluationRow), [row for row, _ in group])
+        except SQLAlchemyError as exc:  # the whole group rolled back: none of them is recorded
+            logger.error("could not commit %d decision record(s): %s", len(group), type(exc).__name__)
+            error = exc
+        for _, future in group:
+            loop = future.get_loop()
+            if error is None:
+                loop.call_soon_threadsafe(_resolve, future, None)
+            else:
+                loop.call_soon_threadsafe(_resolve, future, error)
+
+
+def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+def read_record(engine: Engine, evaluation_id: str) -> EvaluationRow | None:
+    with engine.connect() as connection:
+        row = connection.execute(select(EvaluationRow).where(EvaluationRow.id == evaluation_id)).first()
+    return EvaluationRow(**row._mapping) if row is not None else None
+
+
+def check_writable(engine: Engine) -> None:
+    """Raise if the database cannot take a decision record (for /readyz): insert one, then roll back."""
+    now = datetime.now(UTC)
+    probe = {
+        "id": "readiness-probe", "request_id": "-", "channel": "api", "customer_name": "-", "customer_id": None,
+        "balance": 0.0, "purchases": 0.0, "cash_advance": 0.0, "credit_limit": 1.0, "payments": 0.0,
+        "segment_id": 0, "segment_key": "-", "distances": [], "decision": "review", "reasons": [],
+        "model_name": "-", "model_version": "-", "policy_version": "-", "evaluated_at": now, "created_at": now,
+    }
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        try:
+            connection.execute(insert(EvaluationRow), [probe])
+        finally:
+            transaction.rollback()

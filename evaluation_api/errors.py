@@ -1,0 +1,103 @@
+"""The evaluation API's errors, and the one place that turns them into HTTP responses.
+
+    EvaluationError
+    ├── InvalidInput          422  a field breaks its rule
+    ├── NotFound              404
+    └── ServiceUnavailable    503  with Retry-After
+        ├── ModelUnavailable       the model service is down, slow or overloaded
+        └── DatabaseUnavailable    the decision could not be recorded
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from evaluation_api.validation_messages import field_errors
+
+logger = logging.getLogger(__name__)
+
+
+class EvaluationError(Exception):
+    status_code = 500
+    code = "internal_error"
+    message = "Erro interno. A equipe foi avisada; tente novamente."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.message)
+        self.message = message or self.message
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "message": self.message}
+
+
+class InvalidInput(EvaluationError):
+    status_code = 422
+    code = "validation_error"
+    message = "Alguns campos são inválidos."
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__()
+        self.errors = errors
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "errors": self.errors}
+
+
+class NotFound(EvaluationError):
+    status_code = 404
+    code = "not_found"
+    message = "Avaliação não encontrada."
+
+
+class ServiceUnavailable(EvaluationError):
+    status_code = 503
+
+    def __init__(self, message: str | None = None, *, retry_after_s: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ModelUnavailable(ServiceUnavailable):
+    code = "model_unavailable"
+    message = "O serviço de análise está indisponível no momento. Tente novamente em alguns segundos."
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    code = "database_unavailable"
+    message = "Não foi possível registrar a decisão; nada foi decidido. Tente novamente em alguns segundos."
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(EvaluationError)
+    async def _evaluation_error(request: Request, exc: EvaluationError) -> ORJSONResponse:
+        headers = {}
+        if isinstance(exc, ServiceUnavailable):
+            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+            logger.warning("evaluation failed: %s", exc.code)
+        return ORJSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+        return ORJSONResponse(InvalidInput(field_errors(exc.errors())).body(), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        messages = {404: "Recurso não encontrado.", 405: "Método não permitido."}
+        return ORJSONResponse(
+            {"error": codes.get(exc.status_code, "http_error"), "message": messages.get(exc.status_code, str(exc.detail))},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+        logger.exception("unexpected error")
+        return ORJSONResponse(EvaluationError().body(), status_code=500)

@@ -1,0 +1,101 @@
+"""One evaluation, from validated figures to a recorded decision. Shared by both endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from evaluation_api.db import RecordWriter
+from evaluation_api.errors import DatabaseUnavailable, ModelUnavailable
+from evaluation_api.model_client import ModelClient
+from evaluation_api.observability import Metrics
+from evaluation_api.policy import Figures, Policy, decide
+from evaluation_api.schemas import EvaluationPublic, LegacyEvaluationCreate, EvaluationCreate, ModelRef, Reason, SegmentPublic
+from models import MODEL_NAME
+from models.segments import SEGMENTS_BY_KEY
+
+
+@dataclass
+class Evaluator:
+    """Everything an evaluation needs, made once per app in its lifespan."""
+
+    model: ModelClient
+    policy: Policy
+    writer: RecordWriter
+    engine: Engine
+    metrics: Metrics
+    deadline_s: float
+
+    async def evaluate(
+        self, body: EvaluationCreate | LegacyEvaluationCreate, *, channel: Literal["api", "legacy"], request_id: str
+    ) -> EvaluationPublic:
+        started = time.perf_counter()
+        try:
+            # The deadline covers the model call and its retries, not the record: once the model
+            # answered, the decision is recorded even if that takes longer (never half-done).
+            async with asyncio.timeout(self.deadline_s):
+                prediction = await self.model.predict(body.features(), request_id=request_id)
+        except TimeoutError:
+            self.metrics.failures.labels("model_timeout").inc()
+            raise ModelUnavailable("O serviço de análise não respondeu a tempo. Tente novamente em alguns segundos.", retry_after_s=2) from None
+        except ModelUnavailable:
+            self.metrics.failures.labels("model_unavailable").inc()
+            raise
+        finally:
+            self.metrics.model_latency.observe(time.perf_counter() - started)
+
+        segment = SEGMENTS_BY_KEY.get(prediction.segment)
+        if segment is None or segment.id != prediction.cluster:
+            # The model service runs a model whose segments this API does not know: refuse to decide.
+            self.metrics.failures.labels("unknown_segment").inc()
+            raise ModelUnavailable("O modelo em execução não é compatível com esta versão do serviço.", retry_after_s=30)
+
+        outcome = decide(self.policy, Figures(*body.features()), segment.key)
+        now = datetime.now(UTC)
+        evaluation_id = str(uuid.uuid4())
+        reasons = [{"code": r.code, "message": r.message} for r in outcome.reasons]
+        row: dict[str, Any] = {
+            "id": evaluation_id,
+            "request_id": request_id,
+            "channel": channel,
+            "customer_name": body.name,
+            "customer_id": getattr(body, "customer_id", None),
+            "balance": body.balance,
+            "purchases": body.purchases,
+            "cash_advance": body.cash_advance,
+            "credit_limit": body.credit_limit,
+            "payments": body.payments,
+            "segment_id": segment.id,
+            "segment_key": segment.key,
+            "distances": prediction.distances,
+            "decision": outcome.decision,
+            "reasons": reasons,
+            "model_name": MODEL_NAME,
+            "model_version": prediction.model_version,
+            "policy_version": self.policy.version,
+            "evaluated_at": now,
+            "created_at": now,
+        }
+        try:
+            await self.writer.write(row)
+        except SQLAlchemyError:
+            self.metrics.failures.labels("database_unavailable").inc()
+            raise DatabaseUnavailable() from None
+        self.metrics.decisions.labels(outcome.decision, segment.key).inc()
+        return EvaluationPublic(
+            id=evaluation_id,
+            decision=outcome.decision,
+            segment=SegmentPublic(id=segment.id, key=segment.key, description=segment.description),
+            reasons=[Reason(**r) for r in reasons],
+            model=ModelRef(name=MODEL_NAME, version=prediction.model_version),
+            policy_version=self.policy.version,
+            evaluated_at=now,
+            request_id=request_id,
+        )

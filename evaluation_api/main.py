@@ -1,0 +1,88 @@
+"""The evaluation API's app factory.
+
+    uvicorn evaluation_api.main:create_app --factory --host 127.0.0.1 --port 8000
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
+from prometheus_fastapi_instrumentator import Instrumentator
+
+from evaluation_api.config import Settings, get_settings
+from evaluation_api.db import RecordWriter, make_engine
+from evaluation_api.errors import install_error_handlers
+from evaluation_api.evaluate import Evaluator
+from evaluation_api.migrate import upgrade
+from evaluation_api.model_client import ModelClient
+from evaluation_api.observability import Metrics, RequestIdMiddleware, configure_logging
+from evaluation_api.policy import load_policy
+from evaluation_api.routes import evaluations, health, legacy
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, model_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    """Build the app. Nothing is opened here: connections, the database and the policy file are
+    opened in the lifespan, when the server starts."""
+    settings = settings or get_settings()
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level)
+        policy = load_policy(settings.policy_path)
+        engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
+        if settings.auto_migrate:
+            await asyncio.to_thread(upgrade, engine)
+        writer = RecordWriter(engine)
+        model = ModelClient(
+            base_url=str(settings.model_service_url),
+            connect_timeout_s=settings.model_connect_timeout_s,
+            read_timeout_s=settings.model_read_timeout_s,
+            max_connections=settings.model_max_connections,
+            retry_attempts=settings.model_retry_attempts,
+            retry_budget_s=settings.evaluation_deadline_s,
+            breaker_threshold=settings.breaker_threshold,
+            breaker_ttl_s=settings.breaker_ttl_s,
+            batch_max_size=settings.model_batch_max_size,
+            batch_max_in_flight=settings.model_batch_max_in_flight,
+            transport=model_transport,
+        )
+        app.state.evaluator = Evaluator(
+            model=model, policy=policy, writer=writer, engine=engine, metrics=metrics, deadline_s=settings.evaluation_deadline_s
+        )
+        logger.info("evaluation API ready (policy %s, model service %s)", policy.version, settings.model_service_url)
+        try:
+            yield
+        finally:
+            await model.aclose()
+            await asyncio.to_thread(writer.close)
+            engine.dispose()
+
+    app = FastAPI(
+        title="Credit-card evaluation API",
+        version="1.0.0",
+        description="Segments a customer with the model service, applies the eligibility policy and records the decision.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(evaluations.router)
+    app.include_router(legacy.router)
+    app.include_router(health.router)
+    Instrumentator(registry=registry, excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app).expose(
+        app, endpoint="/metrics", include_in_schema=False
+    )
+    if settings.frontend_dir.is_dir():
+        # Last: the form at /, after every API route.
+        app.mount("/", StaticFiles(directory=settings.frontend_dir, html=True), name="frontend")
+    return app

@@ -1,0 +1,203 @@
+"""The client of the model service: one shared connection pool, coalesced calls, retries and a
+circuit breaker.
+
+- Coalescing: evaluations that arrive while calls are in flight wait for a free slot and then go
+  together in one /predict call (at most `batch_max_size` customers, `batch_max_in_flight` calls at
+  once). At low load a call carries one customer and leaves at once; under load fewer, larger calls
+  replace many small ones, which is where the HTTP hop's cost goes.
+- Retries (stamina): on connection errors, timeouts and 503, with exponential backoff and jitter,
+  bounded in attempts and in total time.
+- Circuit breaker (purgatory): after `breaker_threshold` consecutive failed calls it opens, and every
+  call fails at once (ModelUnavailable, with the time left as Retry-After) until `breaker_ttl_s`
+  has passed; then one trial call goes through and, if it succeeds, the circuit closes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+import stamina
+from httpx_aiohttp import AiohttpTransport
+from purgatory import AsyncCircuitBreakerFactory
+from purgatory.domain.model import OpenedState
+
+from evaluation_api.errors import ModelUnavailable
+
+logger = logging.getLogger(__name__)
+
+Features = tuple[float, float, float, float, float]
+FIELDS = ("balance", "purchases", "cash_advance", "credit_limit", "payments")
+CIRCUIT = "model-service"
+
+
+@dataclass(frozen=True)
+class ModelPrediction:
+    cluster: int
+    segment: str
+    distances: list[float]
+    model_version: str
+
+
+class ModelServiceError(Exception):
+    """The model service answered with an error status (retryable when 503)."""
+
+    def __init__(self, status_code: int) -> None:
+        super().__init__(f"model service answered {status_code}")
+        self.status_code = status_code
+
+
+class ModelRejected(Exception):
+    """The model service refused our request (4xx): a contract mismatch, our bug. Not retried and
+    not counted by the breaker: the service itself is fine."""
+
+
+def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, ModelServiceError):
+        return exc.status_code in (502, 503, 504)
+    return isinstance(exc, httpx.TransportError)
+
+
+class ModelClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        connect_timeout_s: float = 0.5,
+        read_timeout_s: float = 1.5,
+        max_connections: int = 32,
+        retry_attempts: int = 3,
+        retry_budget_s: float = 2.0,
+        breaker_threshold: int = 3,
+        breaker_ttl_s: float = 5.0,
+        batch_max_size: int = 256,
+        batch_max_in_flight: int = 4,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        # aiohttp under httpx's API: httpx's own pool is 3-4x slower with many concurrent requests
+        # to one host (encode/httpx#3215; measured in FIELD_NOTES.md). Tests inject MockTransport.
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=connect_timeout_s),
+            limits=limits,
+            transport=transport if transport is not None else AiohttpTransport(limits=limits),
+        )
+        self._retry_attempts = retry_attempts
+        self._retry_budget_s = retry_budget_s
+        self._breaker_ttl_s = breaker_ttl_s
+        self._breakers = AsyncCircuitBreakerFactory(
+            default_threshold=breaker_threshold, default_ttl=breaker_ttl_s, exclude=[ModelRejected]
+        )
+        self._batch_max_size = batch_max_size
+        self._batch_max_in_flight = batch_max_in_flight
+        self._pending: list[tuple[Features, str, asyncio.Future[ModelPrediction]]] = []
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self._http.aclose()
+
+    async def predict(self, features: Features, *, request_id: str) -> ModelPrediction:
+        """The segment of one customer. Raises ModelUnavailable. Cancel it to give up (a deadline)."""
+        future: asyncio.Future[ModelPrediction] = asyncio.get_running_loop().create_future()
+        self._pending.append((features, request_id, future))
+        self._dispatch()
+        return await future
+
+    async def is_ready(self) -> bool:
+        try:
+            response = await self._http.get("/readyz", timeout=1.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def metadata(self) -> dict[str, Any]:
+        response = await self._http.get("/metadata", timeout=2.0)
+        response.raise_for_status()
+        data: dict[str, Any] = response.json()
+        return data
+
+    def circuit_state(self) -> str:
+        """'closed', 'opened' or 'half-opened' (for /readyz and the metrics)."""
+        contexts = getattr(self._breakers.uow.contexts, "breakers", {})
+        context = contexts.get(CIRCUIT)
+        return str(context.state) if context is not None else "closed"
+
+    def _dispatch(self) -> None:
+        while self._pending and self._in_flight < self._batch_max_in_flight:
+            batch = self._pending[: self._batch_max_size]
+            del self._pending[: self._batch_max_size]
+            # Drop what nobody waits for any more (its deadline passed while queued).
+            batch = [item for item in batch if not item[2].done()]
+            if not batch:
+                continue
+            self._in_flight += 1
+            task = asyncio.create_task(self._send(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: Sequence[tuple[Features, str, asyncio.Future[ModelPrediction]]]) -> None:
+        try:
+            predictions = await self._call([f for f, _, _ in batch], [r for _, r, _ in batch])
+        except Exception as exc:  # handed to every waiter: each turns it into its own response
+            error = exc if isinstance(exc, ModelUnavailable) else ModelUnavailable()
+            if not isinstance(exc, ModelUnavailable | ModelRejected):
+                logger.warning("model service call failed: %s", type(exc).__name__)
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+        else:
+            for (_, _, future), prediction in zip(batch, predictions, strict=True):
+                if not future.done():
+                    future.set_result(prediction)
+        finally:
+            self._in_flight -= 1
+            self._dispatch()
+
+    async def _call(self, features: Sequence[Features], request_ids: Sequence[str]) -> list[ModelPrediction]:
+        body = orjson.dumps({"customers": [dict(zip(FIELDS, f, strict=True)) for f in features]})
+        headers = {"content-type": "application/json", "x-request-id": ",".join(request_ids)}
+        try:
+            breaker = await self._breakers.get_breaker(CIRCUIT)
+            async with breaker:
+                async for attempt in stamina.retry_context(
+                    on=_retryable,
+                    attempts=self._retry_attempts,
+                    timeout=self._retry_budget_s,
+                    wait_initial=0.05,
+                    wait_max=0.5,
+                    wait_jitter=0.05,
+                ):
+                    with attempt:
+                        response = await self._http.post("/predict", content=body, headers=headers)
+                        if response.status_code >= 500:
+                            raise ModelServiceError(response.status_code)
+                        if response.status_code != 200:
+                            raise ModelRejected(f"model service refused the request: {response.status_code} {response.text[:300]}")
+        except OpenedState as exc:
+            raise ModelUnavailable(retry_after_s=self._retry_after(exc)) from exc
+        except (httpx.TransportError, ModelServiceError) as exc:
+            logger.warning("model service unavailable: %s", exc.__class__.__name__)
+            raise ModelUnavailable(retry_after_s=1.0) from exc
+        version = response.headers.get("x-model-version", "unknown")
+        items = orjson.loads(response.content)
+        if not isinstance(items, list) or len(items) != len(features):
+            raise ModelRejected("model service answered a different number of predictions")
+        return [ModelPrediction(int(i["cluster"]), str(i["segment"]), list(i["distances"]), version) for i in items]
+
+    def _retry_after(self, exc: OpenedState) -> float:
+        contexts = getattr(self._breakers.uow.contexts, "breakers", {})
+        context = contexts.get(CIRCUIT)
+        opened_at = getattr(context, "opened_at", None)
+        if opened_at is None:
+            return self._breaker_ttl_s
+        return max(0.5, self._breaker_ttl_s - (time.time() - opened_at))

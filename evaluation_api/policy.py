@@ -1,0 +1,133 @@
+"""The business rules: pure functions, no I/O, fed by a versioned policy file (policy.yaml).
+
+    decide(policy, figures, segment_key) -> Outcome(decision, reasons)
+
+The decision is the strictest of the segment's decision and of every hard rule that fires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from models.segments import SEGMENTS_BY_KEY
+
+Decision = Literal["approved", "review", "denied"]
+SEVERITY: dict[str, int] = {"approved": 0, "review": 1, "denied": 2}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SegmentRule(_Strict):
+    decision: Decision
+    message: str = Field(min_length=1)
+
+
+class ZeroPaymentsRule(_Strict):
+    code: str
+    decision: Decision
+    min_balance: float = Field(ge=0)
+    message: str
+
+
+class RatioRule(_Strict):
+    code: str
+    decision: Decision
+    max_ratio: float = Field(gt=0)
+    message: str
+
+
+class HardRules(_Strict):
+    zero_payments_with_balance: ZeroPaymentsRule
+    balance_far_above_limit: RatioRule
+    high_utilization: RatioRule
+    cash_advance_above_limit: RatioRule
+
+
+class Policy(_Strict):
+    version: str = Field(min_length=1)
+    segments: dict[str, SegmentRule]
+    rules: HardRules
+
+    @model_validator(mode="after")
+    def _every_segment_once(self) -> Policy:
+        if set(self.segments) != set(SEGMENTS_BY_KEY):
+            missing = sorted(set(SEGMENTS_BY_KEY) - set(self.segments))
+            unknown = sorted(set(self.segments) - set(SEGMENTS_BY_KEY))
+            raise ValueError(f"segments must be exactly the model's: missing {missing}, unknown {unknown}")
+        return self
+
+
+class PolicyError(ValueError):
+    """The policy file cannot be used; the message says where."""
+
+
+def load_policy(path: Path) -> Policy:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return Policy.model_validate(data)
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise PolicyError(f"{path}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Figures:
+    balance: float
+    purchases: float
+    cash_advance: float
+    credit_limit: float
+    payments: float
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    decision: Decision
+    reasons: tuple[Reason, ...]
+
+
+def brl(amount: float) -> str:
+    """1234.5 -> '1.234,50' (pt-BR)."""
+    return f"{amount:,.2f}".replace(",", "_").replace(".", ",").replace("_", ".")
+
+
+def _fired_rules(rules: HardRules, f: Figures) -> list[tuple[Decision, Reason]]:
+    values = {"balance": brl(f.balance), "credit_limit": brl(f.credit_limit), "cash_advance": brl(f.cash_advance)}
+    fired: list[tuple[Decision, Reason]] = []
+    zero = rules.zero_payments_with_balance
+    if f.payments == 0 and f.balance > zero.min_balance:
+        fired.append((zero.decision, Reason(zero.code, zero.message.format(**values))))
+    far = rules.balance_far_above_limit
+    utilization = f.balance / f.credit_limit
+    if utilization > far.max_ratio:
+        fired.append((far.decision, Reason(far.code, far.message.format(**values))))
+    elif utilization > rules.high_utilization.max_ratio:  # "far above" already says it
+        high = rules.high_utilization
+        fired.append((high.decision, Reason(high.code, high.message.format(**values))))
+    cash = rules.cash_advance_above_limit
+    if f.cash_advance > cash.max_ratio * f.credit_limit:
+        fired.append((cash.decision, Reason(cash.code, cash.message.format(**values))))
+    return fired
+
+
+def decide(policy: Policy, figures: Figures, segment_key: str) -> Outcome:
+    """The decision for a customer of this segment with these figures, and every reason for it."""
+    segment = policy.segments[segment_key]
+    reasons = [Reason(f"SEGMENT_{segment.decision.upper()}", segment.message)]
+    decision: Decision = segment.decision
+    for rule_decision, reason in _fired_rules(policy.rules, figures):
+        reasons.append(reason)
+        if SEVERITY[rule_decision] > SEVERITY[decision]:
+            decision = rule_decision
+    return Outcome(decision=decision, reasons=tuple(reasons))

@@ -1,0 +1,66 @@
+"""POST /api/v1/evaluations and GET /api/v1/evaluations/{id}."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Path, status
+from starlette.concurrency import run_in_threadpool
+
+from evaluation_api.db import EvaluationRow, read_record
+from evaluation_api.deps import EvaluatorDep, RequestIdDep
+from evaluation_api.errors import NotFound
+from evaluation_api.schemas import ErrorBody, EvaluationCreate, EvaluationPublic, EvaluationRecord
+from models.segments import SEGMENTS_BY_KEY
+
+router = APIRouter(prefix="/api/v1/evaluations", tags=["evaluations"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorBody, "description": "A field breaks its rule"},
+    503: {"model": ErrorBody, "description": "The model service or the database is unavailable (Retry-After)"},
+}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=EvaluationPublic, responses=ERRORS)
+async def create_evaluation(body: EvaluationCreate, evaluator: EvaluatorDep, request_id: RequestIdDep) -> EvaluationPublic:
+    """Segment the customer, apply the policy and record the decision (committed before this answers)."""
+    return await evaluator.evaluate(body, channel="api", request_id=request_id)
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite keeps no time zone; every timestamp we write is UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _record(row: EvaluationRow) -> EvaluationRecord:
+    segment = SEGMENTS_BY_KEY.get(row.segment_key)
+    return EvaluationRecord(
+        id=row.id,
+        decision=row.decision,  # type: ignore[arg-type]
+        segment={"id": row.segment_id, "key": row.segment_key, "description": segment.description if segment else ""},  # type: ignore[arg-type]
+        reasons=row.reasons,  # type: ignore[arg-type]
+        model={"name": row.model_name, "version": row.model_version},  # type: ignore[arg-type]
+        policy_version=row.policy_version,
+        evaluated_at=_utc(row.evaluated_at),
+        request_id=row.request_id,
+        input=EvaluationCreate.model_construct(
+            name=row.customer_name, customer_id=row.customer_id, balance=row.balance, purchases=row.purchases,
+            cash_advance=row.cash_advance, credit_limit=row.credit_limit, payments=row.payments,
+        ),
+        distances=row.distances,
+        channel=row.channel,  # type: ignore[arg-type]
+        created_at=_utc(row.created_at),
+    )
+
+
+@router.get("/{evaluation_id}", response_model=EvaluationRecord, responses={404: {"model": ErrorBody}})
+async def get_evaluation(
+    evaluator: EvaluatorDep,
+    evaluation_id: str = Path(max_length=64, description="The id returned when the evaluation was made"),
+) -> EvaluationRecord:
+    """The stored record of one decision: inputs, outputs, versions, request id and timestamps."""
+    row = await run_in_threadpool(read_record, evaluator.engine, evaluation_id)
+    if row is None:
+        raise NotFound()
+    return _record(row)

@@ -1,0 +1,67 @@
+"""Fixtures for the model's tests: the committed artifacts, the real dataset (when it is there), synthetic CSVs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+
+from models import CARD_PATH, FEATURES, PICKLE_PATH
+from models.train import TrainingData, load_training_data, sha256_of
+from tests.utils.data import write_cc_general_csv
+from tests.utils.servers import ROOT
+
+# The public dataset lives beside the project, never in it (../shared/data/README.md).
+REAL_DATA = ROOT.parent / "shared" / "data" / "cc_general.csv"
+
+
+@pytest.fixture(scope="session")
+def committed_card() -> dict[str, Any]:
+    card: dict[str, Any] = json.loads(CARD_PATH.read_text(encoding="utf-8"))
+    return card
+
+
+@pytest.fixture(scope="session")
+def committed_pipeline(committed_card: dict[str, Any]) -> Pipeline:
+    """The committed pickle, loaded only after checking it is the one its card describes."""
+    assert sha256_of(PICKLE_PATH) == committed_card["pickle_sha256"], "the committed pickle does not match its card"
+    pipeline: Pipeline = joblib.load(PICKLE_PATH)
+    return pipeline
+
+
+@pytest.fixture(scope="session")
+def real_data() -> TrainingData:
+    if not REAL_DATA.is_file():
+        pytest.skip(f"{REAL_DATA} is absent (the public cc_general dataset is not committed)")
+    return load_training_data(REAL_DATA)
+
+
+@pytest.fixture(scope="session")
+def real_members(real_data: TrainingData, committed_pipeline: Pipeline) -> pd.DataFrame:
+    """The real customers (complete rows) with the committed model's segment: columns FEATURES + segment."""
+    frame = real_data.features.copy()
+    frame["segment"] = committed_pipeline.predict(frame[list(FEATURES)].to_numpy())
+    return frame
+
+
+@pytest.fixture(scope="session")
+def real_labels(real_members: pd.DataFrame) -> np.ndarray:
+    return real_members["segment"].to_numpy()
+
+
+@pytest.fixture
+def synthetic_csv(tmp_path: Path) -> Callable[..., Path]:
+    """Write a synthetic cc_general CSV into tmp_path: `synthetic_csv(n=400, seed=0, name="cc.csv")`."""
+
+    def make(*, n: int = 400, seed: int = 0, name: str = "cc.csv", frame: pd.DataFrame | None = None) -> Path:
+        return write_cc_general_csv(tmp_path / name, frame, n=n, seed=seed)
+
+    return make
+
