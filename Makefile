@@ -11,6 +11,9 @@ DATA ?= ../shared/data/cc_general.csv
 export BENTOML_HOME ?= $(CURDIR)/.bentoml
 export BENTOML_DO_NOT_TRACK := true
 export PYTHONDONTWRITEBYTECODE := 1
+# Where `make run` serves (127.0.0.1 only).
+export MODEL_SERVICE_PORT ?= 3000
+export API_PORT ?= 8000
 
 .PHONY: help setup system-deps model import serve-model serve-api run test lint bench bento clean
 
@@ -38,13 +41,18 @@ import: setup ## Import the committed pickle into the BentoML model store (idemp
 	$(PY) -m models.import_model
 
 serve-model: import ## Serve the model with BentoML on 127.0.0.1:3000
-	$(VENV)/bin/bentoml serve service:CreditCardSegmentation --host 127.0.0.1 --port 3000
+	$(VENV)/bin/bentoml serve service:CreditCardSegmentation --host 127.0.0.1 --port $(MODEL_SERVICE_PORT)
 
 serve-api: setup ## Serve the evaluation API (and the form) on 127.0.0.1:8000
-	$(VENV)/bin/uvicorn evaluation_api.main:create_app --factory --host 127.0.0.1 --port 8000
+	$(VENV)/bin/uvicorn evaluation_api.main:create_app --factory --host 127.0.0.1 --port $(API_PORT)
 
-run: import ## Set up and run the whole system: model service, evaluation API and the form
-	$(PY) -m run
+run: import ## Set up and run the whole system: model service, evaluation API and the form (Ctrl-C stops it)
+	@mkdir -p var/log
+	@echo ""
+	@echo "  Starting the model service (127.0.0.1:$(MODEL_SERVICE_PORT)) and the evaluation API."
+	@echo "  Open http://127.0.0.1:$(API_PORT)/  -  Ctrl-C stops everything."
+	@echo ""
+	exec $(VENV)/bin/supervisord -c local/supervisord.conf
 
 bento: import ## Build the Bento (the model service's deployable artifact)
 	$(VENV)/bin/bentoml build -f bentofile.yaml

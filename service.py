@@ -7,10 +7,13 @@ It only predicts. Business rules (approve, review, deny) live in the evaluation 
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import hashlib
 import json
 import os
+import signal
+import sys
 from typing import Annotated, Any
 
 import bentoml
@@ -95,6 +98,22 @@ class ModelVersionHeader:
 http = FastAPI()  # plain GET routes beside BentoML's own; mounted at / below
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this worker when the process that started it dies.
+
+    `bentoml serve` is an arbiter that forks the workers into their own process groups. If the
+    arbiter is killed (a crash, an OOM kill), its workers would live on as orphans holding the port,
+    unsupervised, and the restarted service could not bind it. No-op off Linux."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_PDEATHSIG = 1
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _sha256(path: str) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
@@ -114,6 +133,7 @@ class CreditCardSegmentation:
     model = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
+        _die_with_parent()
         self.card: dict[str, Any] = json.loads(open(self.model.path_of(CARD_PATH.name), encoding="utf-8").read())
         pickle_path = self.model.path_of(PICKLE_PATH.name)
         # The store is a directory anyone with access can edit: check again before unpickling.

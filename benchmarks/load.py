@@ -48,15 +48,18 @@ def fixed_rate(system: System, *, rate_rps: float, users: int, duration_s: float
 
     Each user starts a request every users/rate seconds, so arrivals do not wait for the server as
     long as a response takes less than that interval; a slower server shows as an achieved rate below
-    the offered one (reported), not as hidden queueing. The first second (users spawning) is not counted.
+    the offered one (reported), not as hidden queueing. The users are spawned over one pacing period
+so that their requests are evenly spread; that ramp and one more second are not counted.
     """
     name = f"fixed-{system.name.split()[0]}-{int(rate_rps)}-{time.monotonic_ns()}"
+    settle_s = users / rate_rps + 1.0
     run = locust_runner.start(url=system.url, path=system.path, bodies=bodies(system), users=users,
-                              rate_per_user=rate_rps / users, duration_s=duration_s + 1, workdir=workdir, name=name)
+                              rate_per_user=rate_rps / users, duration_s=duration_s + settle_s, workdir=workdir,
+                              name=name)
     with Sampler({**system.pids(), "load_generator": run.process.pid}) as sampler:
         rows = locust_runner.finish(run, timeout_s=duration_s + 40)
     t0 = rows[0]["start"] if rows else run.started
-    summary = locust_runner.summarize(rows, window=(t0 + 1.0, t0 + 1.0 + duration_s))
+    summary = locust_runner.summarize(rows, window=(t0 + settle_s, t0 + settle_s + duration_s))
     return {
         "system": system.name, "config": system.config, "path": system.path, "tool": "locust",
         "mode": "fixed_rate", "clients": users, "rate_rps": rate_rps, **summary, "resources": sampler.results(),

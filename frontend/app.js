@@ -154,9 +154,9 @@
   // ---------------------------------------------------------------- the page
 
   const form = document.getElementById("evaluation-form");
-  const submitButton = document.getElementById("submit");
+  const submitButton = document.getElementById("submit-button");
   const submitLabel = submitButton.querySelector(".btn-label");
-  const resetButton = document.getElementById("reset");
+  const resetButton = document.getElementById("reset-button");
   const serviceMessage = document.getElementById("service-message");
   const progress = document.getElementById("progress");
   const result = document.getElementById("result");
@@ -432,7 +432,8 @@
       inflight = null;
       setBusy(false);
     }
-    form.reset();
+    // Through the prototype: a control named "reset" or "submit" would shadow the form's method.
+    HTMLFormElement.prototype.reset.call(form);
     for (const field of FIELDS) {
       clearFieldError(field);
       if (MONEY_FIELDS.includes(field)) showReading(field, undefined);

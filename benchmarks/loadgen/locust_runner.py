@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ class LocustRun:
     process: subprocess.Popen[bytes]
     log_path: Path
     started: float
+    ramp_s: float  # time until every user runs
 
 
 def start(
@@ -27,8 +29,6 @@ def start(
     workdir: Path, name: str, capture: bool = False, pages: list[str] | None = None, page_rate: float = 5.0,
 ) -> LocustRun:
     """Start locust headless for duration_s; `finish()` waits for it and reads its log."""
-    import time
-
     bodies_path = workdir / f"{name}-bodies.json"
     bodies_path.write_text(json.dumps(bodies), encoding="utf-8")
     log_path = workdir / f"{name}-requests.jsonl"
@@ -39,14 +39,17 @@ def start(
     )
     user_classes = ["EvaluationUser"] + (["PageUser"] if pages else [])
     total_users = users + (1 if pages else 0)
+    # Spawn the users over one pacing period (users / total rate), so that their requests are spread
+    # evenly in time instead of leaving in bursts of `users` at once.
+    spawn_rate = users * rate_per_user if rate_per_user > 0 else total_users
     args = [
         str(Path(sys.executable).parent / "locust"), "-f", str(LOCUSTFILE), "--headless", "--host", url,
-        "-u", str(total_users), "-r", str(max(total_users, 1)), "-t", f"{duration_s:g}s", "--stop-timeout", "3",
+        "-u", str(total_users), "-r", f"{max(spawn_rate, 1.0):g}", "-t", f"{duration_s:g}s", "--stop-timeout", "3",
         "--only-summary", "--loglevel", "WARNING", *user_classes,
     ]
     with open(workdir / f"{name}-locust.log", "wb") as out:
         process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    return LocustRun(process=process, log_path=log_path, started=time.time())
+    return LocustRun(process=process, log_path=log_path, started=time.time(), ramp_s=total_users / max(spawn_rate, 1.0))
 
 
 def finish(run: LocustRun, *, timeout_s: float) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 
-from models import CARD_PATH, FEATURES, PICKLE_PATH
+from models import CARD_PATH, CSV_COLUMNS, FEATURES, PICKLE_PATH
 from models.train import TrainingData, load_training_data, sha256_of
 from tests.utils.data import write_cc_general_csv
 from tests.utils.servers import ROOT
@@ -45,8 +45,12 @@ def real_data() -> TrainingData:
 
 @pytest.fixture(scope="session")
 def real_members(real_data: TrainingData, committed_pipeline: Pipeline) -> pd.DataFrame:
-    """The real customers (complete rows) with the committed model's segment: columns FEATURES + segment."""
-    frame = real_data.features.copy()
+    """The real customers the model was trained on (complete rows), all 18 columns, with the committed
+    model's segment id in `segment`; the five features under their names in FEATURES."""
+    raw = pd.read_csv(REAL_DATA)
+    frame = raw.dropna(subset=list(CSV_COLUMNS.values())).reset_index(drop=True)
+    frame = frame.rename(columns={column: feature for feature, column in CSV_COLUMNS.items()})
+    np.testing.assert_array_equal(frame[list(FEATURES)].to_numpy(), real_data.features.to_numpy())
     frame["segment"] = committed_pipeline.predict(frame[list(FEATURES)].to_numpy())
     return frame
 

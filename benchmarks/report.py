@@ -1,0 +1,2 @@
+def write(results, *, out_dir):
+    pass

@@ -1,0 +1,211 @@
+"""Run the benchmarks and regenerate docs/results/ (results.json, summary.md, PNG charts).
+
+    python -m benchmarks.run                 # everything, a few minutes on 2 cores (make bench)
+    python -m benchmarks.run --smoke --out /tmp/bench   # a few seconds per system: the harness works
+    python -m benchmarks.run --only load,bulk            # some sections; the others are not run
+
+Every system is started here on free loopback ports and stopped at the end, whatever happens.
+The numbers depend on what else the machine is doing: run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from benchmarks import bulk, load, report, systems
+from benchmarks.loadgen import wrk
+from benchmarks.systems import ROOT, System
+
+SECTIONS = ("load", "bulk", "fault", "rollout", "scaling")
+DEFAULT_OUT = ROOT / "docs" / "results"
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cc_general.csv"
+
+
+def evaluation_api_available() -> bool:
+    return (ROOT / "evaluation_api" / "main.py").is_file()
+
+
+def machine() -> dict[str, Any]:
+    cpu_model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for package in ("bentoml", "fastapi", "uvicorn", "scikit-learn", "locust", "httpx", "httpx-aiohttp", "SQLAlchemy"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[package] = metadata.version(package)
+    wrk_version = ""
+    if wrk.available():
+        out = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False).stdout
+        wrk_version = out.split("[")[0].strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                            check=False).stdout.strip()
+    return {
+        "cpu": cpu_model,
+        "cores": psutil.cpu_count(logical=True),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "packages": versions,
+        "wrk": wrk_version,
+        "git_commit": commit,
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _load_points(system: System, *, clients: list[int], duration_s: float, rate_rps: float, rate_users: int,
+                 workdir: Path) -> list[dict[str, Any]]:
+    load.warm_up(system, workdir=workdir)
+    points = []
+    for n in clients:
+        point = load.closed_loop(system, clients=n, duration_s=duration_s, workdir=workdir)
+        log(f"  {n:>3} clients: {point['throughput_rps']:>7.0f} req/s, p50 {point['latency_ms']['p50']} ms, "
+            f"p99 {point['latency_ms']['p99']} ms, errors {point['errors']['total']}")
+        points.append(point)
+    if rate_rps:
+        point = load.fixed_rate(system, rate_rps=rate_rps, users=rate_users, duration_s=duration_s, workdir=workdir)
+        log(f"  fixed {rate_rps:.0f}/s: {point['throughput_rps']:>7.0f} req/s, p50 {point['latency_ms'].get('p50')} ms, "
+            f"p99 {point['latency_ms'].get('p99')} ms, errors {point['errors']['total']}")
+        points.append(point)
+    return points
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    sections = set(args.only.split(",")) if args.only else set(SECTIONS)
+    unknown = sections - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"unknown section(s): {', '.join(sorted(unknown))}; known: {', '.join(SECTIONS)}")
+    if not wrk.available():
+        raise SystemExit("wrk is not installed: `apt-get install -y wrk` (make system-deps)")
+    smoke = args.smoke
+    clients = [1, 8] if smoke else [1, 16, 64]
+    duration_s = args.duration or (2.0 if smoke else 6.0)
+    rate_rps = args.rate if not smoke else 50.0
+    e2e = evaluation_api_available()
+
+    results: dict[str, Any] = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "smoke": smoke,
+        "machine": machine(),
+        "settings": {"duration_s": duration_s, "clients": clients, "fixed_rate_rps": rate_rps,
+                     "fixed_rate_users": args.rate_users, "bulk_customers": args.bulk_customers,
+                     "load_tools": {"closed_loop": "wrk", "fixed_rate_and_experiments": "locust (FastHttpUser)"}},
+        "load": [],
+        "bulk": None,
+        "experiments": {},
+        "skipped": {},
+    }
+    work = Path(tempfile.mkdtemp(prefix="bench-", dir=args.workdir))
+    log(f"work directory (server logs, wrk scripts, locust logs): {work}")
+    started = time.monotonic()
+
+    def section(name: str, fn: Callable[[], None]) -> None:
+        if name not in sections:
+            return
+        log(f"== {name}")
+        fn()
+
+    try:
+        # --- load: every system at 1, 16 and 64 clients, then at a fixed rate ----------------------
+        def load_section() -> None:
+            cases: list[tuple[str, Callable[[], contextlib.AbstractContextManager[System]]]] = [
+                ("monolith", lambda: systems.monolith(log_dir=work)),
+            ]
+            if e2e:
+                cases.append(("end_to_end", lambda: systems.end_to_end(log_dir=work, db_path=work / "e2e.db")))
+            else:
+                results["skipped"]["end_to_end"] = "evaluation_api/main.py not found"
+            model_cases = [(True, 1)] if smoke else [(True, 1), (True, 2), (False, 1), (False, 2)]
+            for batching, workers in model_cases:
+                cases.append((f"model_service_batching_{'on' if batching else 'off'}_{workers}w",
+                              lambda b=batching, w=workers: systems.model_service(log_dir=work, workers=w, batching=b)))
+            for key, start in cases:
+                with start() as system:
+                    log(f"{system.name}")
+                    for point in _load_points(system, clients=clients, duration_s=duration_s, rate_rps=rate_rps,
+                                              rate_users=args.rate_users, workdir=work):
+                        results["load"].append({"key": key, **point})
+                    if key == "model_service_batching_on_1w" and "bulk" in sections:
+                        log(f"bulk: {args.bulk_customers:,} customers in one request")
+                        results["bulk"] = bulk.run(url=system.url, n_customers=args.bulk_customers,
+                                                   repeats=1 if smoke else 3)
+                        log(f"  {results['bulk']['customers_per_s']:,} customers/s")
+
+        section("load", load_section)
+
+        def bulk_section() -> None:
+            if results["bulk"] is not None:
+                return
+            with systems.model_service(log_dir=work, workers=1, batching=True) as system:
+                results["bulk"] = bulk.run(url=system.url, n_customers=args.bulk_customers, repeats=1 if smoke else 3)
+                log(f"  {results['bulk']['customers_per_s']:,} customers/s")
+
+        section("bulk", bulk_section)
+
+        # --- experiments (they need the evaluation API) ---------------------------------------------
+        from benchmarks import experiments
+
+        for name in ("fault", "rollout", "scaling"):
+            if name not in sections:
+                continue
+            if not e2e:
+                results["skipped"][name] = "evaluation_api/main.py not found"
+                continue
+            log(f"== experiment: {name}")
+            fn = getattr(experiments, name)
+            results["experiments"][name] = fn(workdir=work, smoke=smoke, data_path=args.data, log=log)
+    finally:
+        results["elapsed_s"] = round(time.monotonic() - started, 1)
+        if not args.keep_workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results go (default: docs/results)")
+    parser.add_argument("--only", default="", help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
+    parser.add_argument("--smoke", action="store_true", help="a few seconds per system, fewer systems: checks that the harness works")
+    parser.add_argument("--duration", type=float, default=0.0, help="seconds per load point (default 6; 2 with --smoke)")
+    parser.add_argument("--rate", type=float, default=400.0, help="the fixed (paced) rate in requests/s (default 400)")
+    parser.add_argument("--rate-users", type=int, default=64, help="locust users sharing the fixed rate (default 64)")
+    parser.add_argument("--bulk-customers", type=int, default=100_000, help="customers in the bulk request (default 100,000)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="training CSV for the rollout experiment")
+    parser.add_argument("--workdir", type=Path, default=None, help="parent of the temporary work directory (default: system temp)")
+    parser.add_argument("--keep-workdir", action="store_true", help="keep server logs and load-tool files")
+    args = parser.parse_args(argv)
+    if args.smoke and args.bulk_customers == 100_000:
+        args.bulk_customers = 2_000
+
+    results = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    report.write(results, out_dir=args.out)
+    log(f"done in {results['elapsed_s']:.0f}s; results in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
