@@ -208,15 +208,13 @@
     return checked;
   }
 
-  function showServiceMessage(text, kind = "error") {
+  function showServiceMessage(text) {
     serviceMessage.textContent = text;
-    serviceMessage.dataset.kind = kind;
     serviceMessage.hidden = false;
   }
 
   function clearServiceMessage() {
     serviceMessage.textContent = "";
-    delete serviceMessage.dataset.kind;
     serviceMessage.hidden = true;
   }
 
@@ -225,7 +223,7 @@
     submitButton.disabled = isBusy;
     submitButton.classList.toggle("is-busy", isBusy);
     submitLabel.textContent = isBusy ? "Avaliando…" : "Avaliar";
-    form.setAttribute("aria-busy", String(isBusy));
+    // No aria-busy on the form: it would hold back the announcement of the status line inside it.
     progress.textContent = isBusy ? "Enviando os dados para avaliação…" : "";
   }
 
