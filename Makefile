@@ -14,6 +14,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Where `make run` serves (127.0.0.1 only).
 export MODEL_SERVICE_PORT ?= 3000
 export API_PORT ?= 8000
+export RUN_DIR ?= $(CURDIR)/var
 
 .PHONY: help setup system-deps model import serve-model serve-api run test lint bench bento clean
 
@@ -47,7 +48,7 @@ serve-api: setup ## Serve the evaluation API (and the form) on 127.0.0.1:8000
 	$(VENV)/bin/uvicorn evaluation_api.main:create_app --factory --host 127.0.0.1 --port $(API_PORT)
 
 run: import ## Set up and run the whole system: model service, evaluation API and the form (Ctrl-C stops it)
-	@mkdir -p var/log
+	@mkdir -p $(RUN_DIR)/log
 	@echo ""
 	@echo "  Starting the model service (127.0.0.1:$(MODEL_SERVICE_PORT)) and the evaluation API."
 	@echo "  Open http://127.0.0.1:$(API_PORT)/  -  Ctrl-C stops everything."

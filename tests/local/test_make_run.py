@@ -1,0 +1,119 @@
+"""`make run`, as a user runs it: both services up, the model service restarted after a crash while
+the evaluation API keeps answering (503), and Ctrl-C stopping everything."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.utils.evaluation_bodies import valid_evaluation
+from tests.utils.servers import ROOT, free_port, project_env
+
+pytestmark = pytest.mark.slow
+
+
+def _poll(predicate, *, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class RunningSystem:
+    def __init__(self, tmp_path: Path) -> None:
+        self.model_port, self.api_port = free_port(), free_port()
+        self.run_dir = tmp_path / "run"
+        self.env = project_env(
+            MODEL_SERVICE_PORT=str(self.model_port),
+            API_PORT=str(self.api_port),
+            RUN_DIR=str(self.run_dir),
+            DATABASE_URL=f"sqlite:///{tmp_path / 'evaluations.db'}",
+            BREAKER_TTL_S="1",
+        )
+        self.log = open(tmp_path / "make-run.log", "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            ["make", "--no-print-directory", "run"], cwd=ROOT, env=self.env,
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.api = f"http://127.0.0.1:{self.api_port}"
+
+    def supervisor_pid(self, program: str) -> int:
+        out = subprocess.run(
+            [str(ROOT / ".venv/bin/supervisorctl"), "-c", str(ROOT / "local/supervisord.conf"), "pid", program],
+            env=self.env, capture_output=True, text=True, check=True,
+        )
+        return int(out.stdout.strip())
+
+    def evaluate(self) -> httpx.Response:
+        return httpx.post(f"{self.api}/api/v1/evaluations", json=valid_evaluation(), timeout=10)
+
+    def interrupt(self) -> int:
+        """Ctrl-C: SIGINT to the foreground process group (make and supervisord)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            return self.process.wait(timeout=60)
+        finally:
+            self.log.close()
+
+
+@pytest.fixture
+def system(tmp_path: Path) -> Iterator[RunningSystem]:
+    running = RunningSystem(tmp_path)
+    try:
+        yield running
+    finally:
+        if running.process.poll() is None:
+            running.interrupt()
+        if running.process.poll() is None:
+            os.killpg(running.process.pid, signal.SIGKILL)
+
+
+def _refused(port: int) -> bool:
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+    except httpx.ConnectError:
+        return True
+    except httpx.HTTPError:
+        return False
+    return False
+
+
+def test_make_run_serves_survives_a_model_crash_and_stops_on_ctrl_c(system: RunningSystem) -> None:
+    _poll(lambda: httpx.get(f"{system.api}/readyz", timeout=2).status_code == 200, timeout=180, what="the system to be ready")
+
+    page = httpx.get(f"{system.api}/", timeout=5)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert system.evaluate().status_code == 201
+
+    # Crash the model service: SIGKILL, as the OOM killer would.
+    old_pid = system.supervisor_pid("model-service")
+    os.kill(old_pid, signal.SIGKILL)
+
+    statuses = [system.evaluate() for _ in range(5)]
+    assert any(r.status_code == 503 for r in statuses), [r.status_code for r in statuses]
+    for response in statuses:
+        assert response.status_code in (201, 503)
+        if response.status_code == 503:
+            assert response.json()["error"] == "model_unavailable"
+            assert int(response.headers["retry-after"]) >= 1
+    assert httpx.get(f"{system.api}/healthz", timeout=2).status_code == 200
+
+    # Supervisor restarts it; evaluations recover by themselves.
+    _poll(lambda: system.evaluate().status_code == 201, timeout=120, what="evaluations to succeed after the restart")
+    assert system.supervisor_pid("model-service") != old_pid
+
+    assert system.interrupt() is not None
+    assert _refused(system.api_port) and _refused(system.model_port)
