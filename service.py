@@ -14,13 +14,14 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
-from bentoml.exceptions import InvalidArgument
-from bentoml.validators import DType, Shape
 import joblib
 import numpy as np
+from bentoml.exceptions import InvalidArgument
+from bentoml.validators import DType, Shape
 from fastapi import FastAPI
 from pydantic import ConfigDict, Field
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
@@ -98,6 +99,7 @@ class ModelVersionHeader:
 
         await self.app(scope, receive, send_with_header)
 
+
 http = FastAPI()  # plain GET routes beside BentoML's own; mounted at / below
 
 
@@ -137,7 +139,7 @@ class CreditCardSegmentation:
 
     def __init__(self) -> None:
         _die_with_parent()
-        self.card: dict[str, Any] = json.loads(open(self.model.path_of(CARD_PATH.name), encoding="utf-8").read())
+        self.card: dict[str, Any] = json.loads(Path(self.model.path_of(CARD_PATH.name)).read_text(encoding="utf-8"))
         pickle_path = self.model.path_of(PICKLE_PATH.name)
         # The store is a directory anyone with access can edit: check again before unpickling.
         if _sha256(pickle_path) != self.card["pickle_sha256"]:
@@ -182,7 +184,8 @@ class CreditCardSegmentation:
         if bad.any():
             row, column = (int(i) for i in np.argwhere(bad)[0])
             raise InvalidArgument(
-                f"features[{row}][{column}] ({FEATURES[column]}): must be a finite number >= 0, got {features[row, column]}"
+                f"features[{row}][{column}] ({FEATURES[column]}): must be a finite number >= 0, "
+                f"got {features[row, column]}"
             )
         return self.pipeline.predict(features).astype(np.int64)
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, Float, Integer, String, create_engine, event, insert, select, text
+from sqlalchemy import JSON, DateTime, Engine, Float, Integer, String, create_engine, event, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -70,7 +70,11 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
 
         return engine
     return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=2,
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=2,
         connect_args={"connect_timeout": 2},
     )
 
@@ -148,10 +152,26 @@ def check_writable(engine: Engine) -> None:
     """Raise if the database cannot take a decision record (for /readyz): insert one, then roll back."""
     now = datetime.now(UTC)
     probe = {
-        "id": "readiness-probe", "request_id": "-", "channel": "api", "customer_name": "-", "customer_id": None,
-        "balance": 0.0, "purchases": 0.0, "cash_advance": 0.0, "credit_limit": 1.0, "payments": 0.0,
-        "segment_id": 0, "segment_key": "-", "distances": [], "decision": "review", "reasons": [],
-        "model_name": "-", "model_version": "-", "policy_version": "-", "evaluated_at": now, "created_at": now,
+        "id": "readiness-probe",
+        "request_id": "-",
+        "channel": "api",
+        "customer_name": "-",
+        "customer_id": None,
+        "balance": 0.0,
+        "purchases": 0.0,
+        "cash_advance": 0.0,
+        "credit_limit": 1.0,
+        "payments": 0.0,
+        "segment_id": 0,
+        "segment_key": "-",
+        "distances": [],
+        "decision": "review",
+        "reasons": [],
+        "model_name": "-",
+        "model_version": "-",
+        "policy_version": "-",
+        "evaluated_at": now,
+        "created_at": now,
     }
     with engine.connect() as connection:
         transaction = connection.begin()

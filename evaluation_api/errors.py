@@ -1,11 +1,11 @@
 """The evaluation API's errors, and the one place that turns them into HTTP responses.
 
-    EvaluationError
-    ├── InvalidInput          422  a field breaks its rule
-    ├── NotFound              404
-    └── ServiceUnavailable    503  with Retry-After
-        ├── ModelUnavailable       the model service is down, slow or overloaded
-        └── DatabaseUnavailable    the decision could not be recorded
+EvaluationError
+├── InvalidInput          422  a field breaks its rule
+├── NotFound              404
+└── ServiceUnavailable    503  with Retry-After
+    ├── ModelUnavailable       the model service is down, slow or overloaded
+    └── DatabaseUnavailable    the decision could not be recorded
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from evaluation_api.validation_messages import field_errors
@@ -76,28 +76,31 @@ class DatabaseUnavailable(ServiceUnavailable):
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(EvaluationError)
-    async def _evaluation_error(request: Request, exc: EvaluationError) -> ORJSONResponse:
+    async def _evaluation_error(request: Request, exc: EvaluationError) -> JSONResponse:
         headers = {}
         if isinstance(exc, ServiceUnavailable):
             headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
             logger.warning("evaluation failed: %s", exc.code)
-        return ORJSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+        return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
-        return ORJSONResponse(InvalidInput(field_errors(exc.errors())).body(), status_code=422)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(InvalidInput(field_errors(exc.errors())).body(), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
         messages = {404: "Recurso não encontrado.", 405: "Método não permitido."}
-        return ORJSONResponse(
-            {"error": codes.get(exc.status_code, "http_error"), "message": messages.get(exc.status_code, str(exc.detail))},
+        return JSONResponse(
+            {
+                "error": codes.get(exc.status_code, "http_error"),
+                "message": messages.get(exc.status_code, str(exc.detail)),
+            },
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unexpected error")
-        return ORJSONResponse(EvaluationError().body(), status_code=500)
+        return JSONResponse(EvaluationError().body(), status_code=500)

@@ -17,7 +17,14 @@ from evaluation_api.errors import DatabaseUnavailable, ModelUnavailable
 from evaluation_api.model_client import ModelClient
 from evaluation_api.observability import Metrics
 from evaluation_api.policy import Figures, Policy, decide
-from evaluation_api.schemas import EvaluationPublic, LegacyEvaluationCreate, EvaluationCreate, ModelRef, Reason, SegmentPublic
+from evaluation_api.schemas import (
+    EvaluationCreate,
+    EvaluationPublic,
+    LegacyEvaluationCreate,
+    ModelRef,
+    Reason,
+    SegmentPublic,
+)
 from models import MODEL_NAME
 from models.segments import SEGMENTS_BY_KEY
 
@@ -44,7 +51,9 @@ class Evaluator:
                 prediction = await self.model.predict(body.features(), request_id=request_id)
         except TimeoutError:
             self.metrics.failures.labels("model_timeout").inc()
-            raise ModelUnavailable("O serviço de análise não respondeu a tempo. Tente novamente em alguns segundos.", retry_after_s=2) from None
+            raise ModelUnavailable(
+                "O serviço de análise não respondeu a tempo. Tente novamente em alguns segundos.", retry_after_s=2
+            ) from None
         except ModelUnavailable:
             self.metrics.failures.labels("model_unavailable").inc()
             raise
@@ -55,7 +64,9 @@ class Evaluator:
         if segment is None or segment.id != prediction.cluster:
             # The model service runs a model whose segments this API does not know: refuse to decide.
             self.metrics.failures.labels("unknown_segment").inc()
-            raise ModelUnavailable("O modelo em execução não é compatível com esta versão do serviço.", retry_after_s=30)
+            raise ModelUnavailable(
+                "O modelo em execução não é compatível com esta versão do serviço.", retry_after_s=30
+            )
 
         outcome = decide(self.policy, Figures(*body.features()), segment.key)
         now = datetime.now(UTC)

@@ -1,6 +1,6 @@
 """The evaluation API's app factory.
 
-    uvicorn evaluation_api.main:create_app --factory --host 127.0.0.1 --port 8000
+uvicorn evaluation_api.main:create_app --factory --host 127.0.0.1 --port 8000
 """
 
 from __future__ import annotations
@@ -58,7 +58,12 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
             transport=model_transport,
         )
         app.state.evaluator = Evaluator(
-            model=model, policy=policy, writer=writer, engine=engine, metrics=metrics, deadline_s=settings.evaluation_deadline_s
+            model=model,
+            policy=policy,
+            writer=writer,
+            engine=engine,
+            metrics=metrics,
+            deadline_s=settings.evaluation_deadline_s,
         )
         logger.info("evaluation API ready (policy %s, model service %s)", policy.version, settings.model_service_url)
         try:
@@ -71,7 +76,9 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
     app = FastAPI(
         title="Credit-card evaluation API",
         version="1.0.0",
-        description="Segments a customer with the model service, applies the eligibility policy and records the decision.",
+        description=(
+            "Segments a customer with the model service, applies the eligibility policy and records the decision."
+        ),
         lifespan=lifespan,
     )
     install_error_handlers(app)

@@ -182,7 +182,9 @@ class ModelClient:
                         if response.status_code >= 500:
                             raise ModelServiceError(response.status_code)
                         if response.status_code != 200:
-                            raise ModelRejected(f"model service refused the request: {response.status_code} {response.text[:300]}")
+                            raise ModelRejected(
+                                f"model service refused the request: {response.status_code} {response.text[:300]}"
+                            )
         except OpenedState as exc:
             raise ModelUnavailable(retry_after_s=self._retry_after(exc)) from exc
         except (httpx.TransportError, ModelServiceError) as exc:

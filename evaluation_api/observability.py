@@ -73,12 +73,17 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.decisions = Counter(
-            "evaluation_decisions_total", "Decisions made, by decision and segment", ["decision", "segment"], registry=registry
+            "evaluation_decisions_total",
+            "Decisions made, by decision and segment",
+            ["decision", "segment"],
+            registry=registry,
         )
         self.failures = Counter(
             "evaluation_failures_total", "Evaluations that failed, by error code", ["error"], registry=registry
         )
         self.model_latency = Histogram(
-            "evaluation_model_call_seconds", "Time waiting for the model service per evaluation", registry=registry,
+            "evaluation_model_call_seconds",
+            "Time waiting for the model service per evaluation",
+            registry=registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )

@@ -25,7 +25,9 @@ Name = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=120),
     AfterValidator(_printable),
 ]
-CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+CustomerId = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+]
 Amount = Annotated[float, Field(strict=True, ge=0, lt=MAX_AMOUNT, allow_inf_nan=False)]
 CreditLimit = Annotated[float, Field(strict=True, gt=0, lt=MAX_AMOUNT, allow_inf_nan=False)]
 

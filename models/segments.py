@@ -13,7 +13,6 @@ tests/models/test_segments.py.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:

@@ -79,7 +79,9 @@ def load_training_data(path: Path) -> TrainingData:
         bad = text.notna() & (text != "") & (values.isna() | ~np.isfinite(values.fillna(0)))
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"column {column}, row {i + 1} (line {i + 2}): {raw[column].iloc[i]!r} is not a finite number")
+            raise DataError(
+                f"column {column}, row {i + 1} (line {i + 2}): {raw[column].iloc[i]!r} is not a finite number"
+            )
         negative = values < 0
         if negative.any():
             i = int(np.flatnonzero(negative.to_numpy())[0])
@@ -134,9 +136,7 @@ def build_card(pipeline: Pipeline, data: TrainingData, *, seed: int, pickle_sha2
     X = data.features.to_numpy(dtype="float64")
     labels = pipeline.predict(X)
     scaled = pipeline[:-1].transform(X)
-    silhouette = silhouette_score(
-        scaled, labels, sample_size=min(SILHOUETTE_SAMPLE, len(X)), random_state=0
-    )
+    silhouette = silhouette_score(scaled, labels, sample_size=min(SILHOUETTE_SAMPLE, len(X)), random_state=0)
     kmeans: KMeans = pipeline.named_steps["kmeans"]
     centroids = np.expm1(pipeline.named_steps["scale"].inverse_transform(kmeans.cluster_centers_))
     segments = []
@@ -158,7 +158,11 @@ def build_card(pipeline: Pipeline, data: TrainingData, *, seed: int, pickle_sha2
         "pickle_sha256": pickle_sha256,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "features": list(FEATURES),
-        "pipeline": ["log1p", "standard_scaler", f"kmeans(n_clusters={N_SEGMENTS}, n_init={N_INIT}, random_state={seed})"],
+        "pipeline": [
+            "log1p",
+            "standard_scaler",
+            f"kmeans(n_clusters={N_SEGMENTS}, n_init={N_INIT}, random_state={seed})",
+        ],
         "training_data": {
             "sha256": data.sha256,
             "rows_read": data.rows_read,
@@ -198,7 +202,12 @@ def main(argv: list[str] | None = None) -> int:
         + " (other columns are ignored). Rows missing any of them are dropped and counted.",
     )
     parser.add_argument("--data", type=Path, required=True, help="path of the training CSV")
-    parser.add_argument("--out-dir", type=Path, default=PICKLE_PATH.parent, help="where to write the pickle and model_card.json (default: models/)")
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=PICKLE_PATH.parent,
+        help="where to write the pickle and model_card.json (default: models/)",
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"KMeans random_state (default {DEFAULT_SEED})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -210,7 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = card["training_data"]
     logger.info(
         "trained on %d rows (%d read, %d dropped); silhouette %.3f; pickle sha256 %s",
-        rows["rows_used"], rows["rows_read"], rows["rows_dropped"], card["metrics"]["silhouette"], card["pickle_sha256"],
+        rows["rows_used"],
+        rows["rows_read"],
+        rows["rows_dropped"],
+        card["metrics"]["silhouette"],
+        card["pickle_sha256"],
     )
     for segment in card["segments"]:
         logger.info("  %d %-30s %5.1f%%", segment["id"], segment["key"], 100 * segment["size_share"])

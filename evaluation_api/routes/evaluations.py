@@ -23,7 +23,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=EvaluationPublic, responses=ERRORS)
-async def create_evaluation(body: EvaluationCreate, evaluator: EvaluatorDep, request_id: RequestIdDep) -> EvaluationPublic:
+async def create_evaluation(
+    body: EvaluationCreate, evaluator: EvaluatorDep, request_id: RequestIdDep
+) -> EvaluationPublic:
     """Segment the customer, apply the policy and record the decision (committed before this answers)."""
     return await evaluator.evaluate(body, channel="api", request_id=request_id)
 
@@ -45,8 +47,13 @@ def _record(row: EvaluationRow) -> EvaluationRecord:
         evaluated_at=_utc(row.evaluated_at),
         request_id=row.request_id,
         input=EvaluationCreate.model_construct(
-            name=row.customer_name, customer_id=row.customer_id, balance=row.balance, purchases=row.purchases,
-            cash_advance=row.cash_advance, credit_limit=row.credit_limit, payments=row.payments,
+            name=row.customer_name,
+            customer_id=row.customer_id,
+            balance=row.balance,
+            purchases=row.purchases,
+            cash_advance=row.cash_advance,
+            credit_limit=row.credit_limit,
+            payments=row.payments,
         ),
         distances=row.distances,
         channel=row.channel,  # type: ignore[arg-type]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
@@ -19,7 +19,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(request: Request) -> ORJSONResponse:
+async def readyz(request: Request) -> JSONResponse:
     """Ready to evaluate: the model service answers and the database takes a write. 503 otherwise."""
     evaluator = request.app.state.evaluator
     checks = {"model_service": "ok", "database": "ok", "circuit": evaluator.model.circuit_state()}
@@ -30,4 +30,6 @@ async def readyz(request: Request) -> ORJSONResponse:
     except SQLAlchemyError as exc:
         checks["database"] = f"unavailable ({type(exc).__name__})"
     ready = checks["model_service"] == "ok" and checks["database"] == "ok"
-    return ORJSONResponse({"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503
+    )

@@ -12,7 +12,9 @@ router = APIRouter(tags=["legacy"])
 
 
 @router.post("/avaliar", response_model=LegacyEvaluationPublic, responses=ERRORS)
-async def avaliar(body: LegacyEvaluationCreate, evaluator: EvaluatorDep, request_id: RequestIdDep) -> LegacyEvaluationPublic:
+async def avaliar(
+    body: LegacyEvaluationCreate, evaluator: EvaluatorDep, request_id: RequestIdDep
+) -> LegacyEvaluationPublic:
     """Same evaluation as /api/v1/evaluations (recorded too), answered as the original system did:
     `nome`, `cluster` and `resposta` (the segment's description), then the new fields."""
     result = await evaluator.evaluate(body, channel="legacy", request_id=request_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -63,6 +64,21 @@ def fill(page: Page, values: dict[str, str]) -> None:
 
 def typed_values(page: Page) -> dict[str, str]:
     return {field: page.get_by_test_id(f"input-{field}").input_value() for field in TYPED}
+
+
+def kill_and_wait_until_down(server: servers.Server, *, timeout: float = 30.0) -> None:
+    """Kill the server, and wait until its port refuses connections. BentoML's workers run in
+    their own sessions: killing the `bentoml serve` group orphans them, and they keep answering on
+    the inherited socket for a moment before they notice and exit."""
+    server.kill()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(server.url + "/livez", timeout=1.0)
+        except httpx.TransportError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{server.name} still answers on {server.url} {timeout:.0f}s after it was killed")
 
 
 def focused_id(page: Page) -> str:
@@ -222,7 +238,7 @@ def test_model_service_down_shows_a_plain_message_and_keeps_the_input(
 ) -> None:
     page.goto(evaluation_api.url + "/")
     fill(page, TYPED)
-    model_service.kill()
+    kill_and_wait_until_down(model_service)
 
     with page.expect_response(lambda r: r.url.endswith("/api/v1/evaluations"), timeout=ANSWER_TIMEOUT_MS) as answered:
         page.get_by_test_id("submit").click()

@@ -44,15 +44,22 @@ class RunningSystem:
         )
         self.log = open(tmp_path / "make-run.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
-            ["make", "--no-print-directory", "run"], cwd=ROOT, env=self.env,
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            ["make", "--no-print-directory", "run"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.api = f"http://127.0.0.1:{self.api_port}"
 
     def supervisor_pid(self, program: str) -> int:
         out = subprocess.run(
             [str(ROOT / ".venv/bin/supervisorctl"), "-c", str(ROOT / "local/supervisord.conf"), "pid", program],
-            env=self.env, capture_output=True, text=True, check=True,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return int(out.stdout.strip())
 
@@ -92,7 +99,11 @@ def _refused(port: int) -> bool:
 
 
 def test_make_run_serves_survives_a_model_crash_and_stops_on_ctrl_c(system: RunningSystem) -> None:
-    _poll(lambda: httpx.get(f"{system.api}/readyz", timeout=2).status_code == 200, timeout=180, what="the system to be ready")
+    _poll(
+        lambda: httpx.get(f"{system.api}/readyz", timeout=2).status_code == 200,
+        timeout=180,
+        what="the system to be ready",
+    )
 
     page = httpx.get(f"{system.api}/", timeout=5)
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -51,9 +53,19 @@ class Server:
 
     def start(self, *, timeout: float = 60.0) -> Server:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(
-            self.args, cwd=ROOT, env=dict(self.env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        try:
+            self.process = subprocess.Popen(
+                self.args,
+                cwd=ROOT,
+                env=dict(self.env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            # The child has its own copy of the descriptor; ours, left open, is a ResourceWarning (an error here).
+            if log is not subprocess.DEVNULL:
+                log.close()
         self.wait_ready(timeout=timeout)
         return self
 
@@ -69,7 +81,9 @@ class Server:
                 pass
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"{self.name} not ready on {self.url}{self.ready_path} after {timeout:.0f}s; see {self.log_path}")
+        raise RuntimeError(
+            f"{self.name} not ready on {self.url}{self.ready_path} after {timeout:.0f}s; see {self.log_path}"
+        )
 
     def kill(self) -> None:
         """Kill the process group at once (SIGKILL): a crash, not a shutdown."""
@@ -79,17 +93,27 @@ class Server:
         self._signal(signal.SIGTERM)
 
     def _signal(self, sig: signal.Signals) -> None:
+        """Signal the whole tree: `bentoml serve` forks its workers into process groups of their own."""
         if self.process is None or self.process.poll() is not None:
             return
         try:
-            os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            return
+            tree = [self.process.pid, *(c.pid for c in psutil.Process(self.process.pid).children(recursive=True))]
+        except psutil.NoSuchProcess:
+            tree = [self.process.pid]
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, sig) if pid == self.process.pid else os.kill(pid, sig)
         try:
             self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=5)
+        # Wait for the children too (a killed arbiter's worker must not keep answering on the port).
+        _, alive = psutil.wait_procs([p for p in _existing(tree[1:])], timeout=10)
+        for process in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
 
     def __enter__(self) -> Server:
         return self.start()
@@ -98,12 +122,28 @@ class Server:
         self.stop()
 
 
+def _existing(pids: list[int]) -> list[psutil.Process]:
+    out = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            out.append(psutil.Process(pid))
+    return out
+
+
 def model_service(*, port: int | None = None, log_dir: Path | None = None, **env: str) -> Server:
     """The Bento served for real (`bentoml serve`); `start()` it. Needs the model imported."""
     port = port or free_port()
     return Server(
         name="model service",
-        args=[str(VENV_BIN / "bentoml"), "serve", "service:CreditCardSegmentation", "--host", "127.0.0.1", "--port", str(port)],
+        args=[
+            str(VENV_BIN / "bentoml"),
+            "serve",
+            "service:CreditCardSegmentation",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         port=port,
         ready_path="/readyz",
         env=project_env(**env),
@@ -111,14 +151,22 @@ def model_service(*, port: int | None = None, log_dir: Path | None = None, **env
     )
 
 
-def evaluation_api(*, model_url: str, database_url: str, port: int | None = None, log_dir: Path | None = None, **env: str) -> Server:
+def evaluation_api(
+    *, model_url: str, database_url: str, port: int | None = None, log_dir: Path | None = None, **env: str
+) -> Server:
     """The evaluation API (and the form) under uvicorn; `start()` it."""
     port = port or free_port()
     return Server(
         name="evaluation API",
         args=[
-            str(VENV_BIN / "uvicorn"), "evaluation_api.main:create_app", "--factory",
-            "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+            str(VENV_BIN / "uvicorn"),
+            "evaluation_api.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
         ],
         port=port,
         ready_path="/healthz",
