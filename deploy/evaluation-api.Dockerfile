@@ -28,6 +28,8 @@ RUN groupadd --system --gid 10001 app \
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY evaluation_api/ evaluation_api/
+# The segment definitions the policy refers to; the rest of models/ (the pickle, training) stays out.
+COPY models/__init__.py models/segments.py models/
 # Numeric, so that Kubernetes' runAsNonRoot can check it.
 USER 10001:10001
 EXPOSE 8000

@@ -1,0 +1,179 @@
+"""The gateway's nginx config (deploy/nginx/gateway.conf): accepted by `nginx -t`, then run with
+Debian's nginx on a free port in front of the real evaluation API, so that the form, an evaluation,
+the security headers, gzip, the body-size limit and the rate limit are seen from a client."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.deploy.files import one
+from tests.deploy.gateway import GatewayDir
+from tests.utils import servers
+from tests.utils.evaluation_bodies import valid_evaluation
+
+SECURITY_HEADERS = {
+    "content-security-policy": "frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "permissions-policy": "camera=()",
+    "cross-origin-opener-policy": "same-origin",
+}
+
+
+def _real_ip_conf(production: list[dict[str, Any]]) -> str:
+    conf: str = one(production, "ConfigMap", "gateway-real-ip")["data"]["real-ip.conf"]
+    return conf
+
+
+@pytest.mark.parametrize("behind_ingress", [False, True], ids=["compose", "kubernetes"])
+def test_nginx_accepts_the_gateway_config(production: list[dict[str, Any]], behind_ingress: bool) -> None:
+    """As Compose runs it, and as Kubernetes does with real-ip.conf beside it (a ConfigMap)."""
+    extra = {"real-ip.conf": _real_ip_conf(production)} if behind_ingress else {}
+    gateway = GatewayDir(port=servers.free_port(), api_address=f"127.0.0.1:{servers.free_port()}", extra_confs=extra)
+    try:
+        done = gateway.check()
+        assert done.returncode == 0, done.stderr
+        assert "test is successful" in done.stderr
+        assert "[warn]" not in done.stderr and "[emerg]" not in done.stderr, done.stderr
+    finally:
+        gateway.remove()
+
+
+def _run_gateway(api_address: str) -> Iterator[str]:
+    gateway = GatewayDir(port=servers.free_port(), api_address=api_address)
+    server = gateway.server()
+    try:
+        try:
+            server.start(timeout=20)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\nnginx error.log:\n{gateway.error_log()}") from exc
+        yield server.url
+    finally:
+        server.stop()
+        gateway.remove()
+
+
+@pytest.fixture
+def gateway(evaluation_api_server: servers.Server) -> Iterator[str]:
+    """A gateway in front of the real evaluation API (and model service); fresh per test, so that one
+    test's requests never count against another's rate limit."""
+    yield from _run_gateway(f"127.0.0.1:{evaluation_api_server.port}")
+
+
+@pytest.fixture
+def gateway_without_api() -> Iterator[str]:
+    """A gateway whose evaluation API is down: nothing listens on its upstream port."""
+    yield from _run_gateway(f"127.0.0.1:{servers.free_port()}")
+
+
+def _assert_security_headers(response: httpx.Response) -> None:
+    for name, expected in SECURITY_HEADERS.items():
+        assert expected in response.headers.get(name, ""), (
+            f"{name} on {response.request.url}: {response.headers.get(name)}"
+        )
+    assert response.headers["server"] == "nginx", "no version"
+
+
+@pytest.mark.slow
+def test_the_form_is_served_compressed_with_security_headers(gateway: str) -> None:
+    with httpx.Client(base_url=gateway, timeout=5) as client:
+        page = client.get("/", headers={"Accept-Encoding": "gzip"})
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.headers["content-encoding"] == "gzip"
+        assert 'data-testid="evaluation-form"' in page.text
+        _assert_security_headers(page)
+        script = client.get("/app.js", headers={"Accept-Encoding": "gzip"})
+        assert script.status_code == 200 and script.headers["content-encoding"] == "gzip"
+        assert "javascript" in script.headers["content-type"]
+        # Static files are read-only.
+        assert client.post("/", content=b"x").status_code == 403
+
+
+@pytest.mark.slow
+def test_an_evaluation_submitted_through_the_gateway_is_answered_and_recorded(gateway: str) -> None:
+    with httpx.Client(base_url=gateway, timeout=10) as client:
+        response = client.post("/api/v1/evaluations", json=valid_evaluation())
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert body["decision"] in {"approved", "review", "denied"}
+        assert response.headers["content-type"].startswith("application/json")
+        _assert_security_headers(response)
+        # One request id from the gateway to the decision record, and only one header.
+        assert response.headers.get_list("x-request-id") == [body["request_id"]]
+
+        # nginx compresses 200s (not 201s): the record, read back through the gateway.
+        record = client.get(f"/api/v1/evaluations/{body['id']}", headers={"Accept-Encoding": "gzip"})
+        assert record.status_code == 200 and record.json()["id"] == body["id"]
+        assert record.headers["content-encoding"] == "gzip"
+
+        legacy = client.post("/avaliar", json=valid_evaluation())
+        assert legacy.status_code == 200, legacy.text
+        assert legacy.json()["nome"] == valid_evaluation()["name"]
+
+
+@pytest.mark.slow
+def test_the_api_validation_errors_pass_through_unchanged(gateway: str) -> None:
+    response = httpx.post(gateway + "/api/v1/evaluations", json=valid_evaluation(credit_limit=0), timeout=10)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "credit_limit"
+
+
+@pytest.mark.slow
+def test_a_body_over_16_kib_is_refused_with_413_in_the_api_error_shape(gateway: str) -> None:
+    oversized = json.dumps(valid_evaluation(name="x" * (17 * 1024))).encode()
+    response = httpx.post(
+        gateway + "/api/v1/evaluations", content=oversized, headers={"Content-Type": "application/json"}, timeout=10
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+    _assert_security_headers(response)
+
+
+@pytest.mark.slow
+def test_a_burst_from_one_client_is_limited_with_429_and_retry_after(gateway: str) -> None:
+    """10 requests/s per client with a burst of 20: back-to-back requests pass 21 and then get 429,
+    whatever the machine's speed (200 requests take far less than the 18 s it would take to refill)."""
+    unknown = f"/api/v1/evaluations/{uuid.uuid4()}"
+    with httpx.Client(base_url=gateway, timeout=5) as client:
+        statuses = []
+        for _ in range(200):
+            response = client.get(unknown)
+            statuses.append(response.status_code)
+            if response.status_code == 429:
+                break
+        assert statuses[-1] == 429, "no 429 after 200 back-to-back requests"
+        assert set(statuses[:-1]) == {404} and len(statuses) - 1 >= 21, statuses
+        assert response.json()["error"] == "rate_limited"
+        assert response.headers["retry-after"] == "1"
+        _assert_security_headers(response)
+        # The form is not rate limited.
+        assert client.get("/").status_code == 200
+
+
+@pytest.mark.slow
+def test_the_api_internal_endpoints_are_not_published(gateway: str) -> None:
+    with httpx.Client(base_url=gateway, timeout=5) as client:
+        for path in ("/metrics", "/readyz", "/docs", "/openapi.json"):
+            assert client.get(path).status_code == 404, path
+        # /healthz is the gateway's own.
+        health = client.get("/healthz")
+        assert health.status_code == 200 and health.text == "ok\n"
+
+
+@pytest.mark.slow
+def test_with_the_api_down_the_gateway_answers_503_in_the_api_error_shape(gateway_without_api: str) -> None:
+    response = httpx.post(gateway_without_api + "/api/v1/evaluations", json=valid_evaluation(), timeout=10)
+    assert response.status_code == 503
+    assert response.json()["error"] == "service_unavailable"
+    assert response.headers["retry-after"] == "5"
+    _assert_security_headers(response)
+    # The form still loads.
+    assert httpx.get(gateway_without_api + "/", timeout=5).status_code == 200
