@@ -377,6 +377,10 @@
         showValidationErrors(answer);
       } else if (response.status === 503) {
         showUnavailable(answer, response);
+      } else if (response.status === 429) {
+        // The gateway's rate limit (deploy/nginx): too many evaluations from this address.
+        const retry = retryPhrase(response.headers.get("Retry-After"));
+        showServiceMessage(`Muitas avaliações em pouco tempo. ${retry} ${KEPT}`);
       } else {
         const reference = (answer && answer.request_id) || response.headers.get("X-Request-ID");
         showServiceMessage(
