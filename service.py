@@ -20,10 +20,9 @@ from typing import Annotated, Any
 import bentoml
 import joblib
 import numpy as np
-from bentoml.exceptions import InvalidArgument
 from bentoml.validators import DType, Shape
 from fastapi import FastAPI
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from models import CARD_PATH, FEATURES, MODEL_NAME, PICKLE_PATH
@@ -61,6 +60,48 @@ class Customer(TypedDict):
     payments: Money
 
 
+class PredictInput(bentoml.IODescriptor):
+    """/predict's body: `customers` and nothing else (an unknown top-level field is a 400 too)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customers: list[Customer]
+
+
+def _rows_of_numbers(value: Any) -> Any:
+    # Before numpy sees it: numpy would turn "1", true or a flat row into floats without a word.
+    if not isinstance(value, list):
+        raise ValueError("features must be a list of rows")
+    for i, row in enumerate(value):
+        if not isinstance(row, list) or len(row) != len(FEATURES):
+            raise ValueError(f"features[{i}] must be a row of {len(FEATURES)} numbers ({', '.join(FEATURES)})")
+        for j, x in enumerate(row):
+            if type(x) not in (int, float):
+                raise ValueError(f"features[{i}][{j}] ({FEATURES[j]}) must be a number, got {type(x).__name__}")
+    return value
+
+
+def _finite_non_negative(features: np.ndarray) -> np.ndarray:
+    bad = ~np.isfinite(features) | (features < 0)
+    if bad.any():
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"features[{row}][{column}] ({FEATURES[column]}) must be a finite number >= 0, got {features[row, column]}"
+        )
+    return features
+
+
+# Checked per request, before adaptive batching merges requests: one client's bad row must never
+# fail the requests batched with it, and the error names the row in the caller's own request.
+Portfolio = Annotated[
+    np.ndarray,
+    BeforeValidator(_rows_of_numbers),
+    Shape((-1, len(FEATURES))),
+    DType("float64"),
+    AfterValidator(_finite_non_negative),
+]
+
+
 class Prediction(TypedDict):
     cluster: Annotated[int, Field(description="Segment id (stable across retraining)")]
     segment: Annotated[str, Field(description="Segment key, e.g. cash_advance_users")]
@@ -71,10 +112,21 @@ class Prediction(TypedDict):
 
 SEGMENT_KEYS = [s.key for s in SEGMENTS]
 
+
 # Resolved once, at import: the class-level model below and the X-Model-Version header then name the
 # same version even if another one is imported (and becomes `latest`) while this process runs.
-# MODEL_TAG pins a version (a rollout); by default the newest import.
-MODEL_TAG = str(bentoml.models.get(os.environ.get("MODEL_TAG", f"{MODEL_NAME}:latest")).tag)
+# MODEL_TAG pins a version (a rollout); by default the committed model card's.
+def _default_model_tag() -> str:
+    """The version the checkout's model card describes (git is the source of truth: checking out an
+    older pickle and card, then `make import`, serves that one again); `latest` without a card."""
+    try:
+        card = json.loads(CARD_PATH.read_text(encoding="utf-8"))
+        return f"{MODEL_NAME}:{card['pickle_sha256'][:16]}"
+    except (OSError, ValueError, KeyError):
+        return f"{MODEL_NAME}:latest"
+
+
+MODEL_TAG = str(bentoml.models.get(os.environ.get("MODEL_TAG") or _default_model_tag()).tag)
 MODEL_VERSION = MODEL_TAG.split(":", 1)[1]
 
 
@@ -161,7 +213,9 @@ class CreditCardSegmentation:
             for c, d in zip(clusters.tolist(), np.round(distances, 6).tolist(), strict=True)
         ]
 
-    @bentoml.api(batchable=BATCHING, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)
+    @bentoml.api(
+        batchable=BATCHING, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS, input_spec=PredictInput
+    )
     def predict(self, customers: list[Customer]) -> list[Prediction]:
         """Segment each customer; one prediction per customer, in order."""
         X = np.array(
@@ -171,22 +225,12 @@ class CreditCardSegmentation:
         return self._predict(X)
 
     @bentoml.api(batchable=True, max_batch_size=BULK_MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)
-    def predict_bulk(
-        self,
-        features: Annotated[np.ndarray, Shape((-1, len(FEATURES))), DType("float64")],
-    ) -> np.ndarray:
+    def predict_bulk(self, features: Portfolio) -> np.ndarray:
         """A portfolio in one call: one row per customer, the five features in order; returns each
         customer's segment id (keys in /metadata). A lean encoding for large requests: no per-customer
         objects, which cost more than the model (see README)."""
         if len(features) == 0:
             return np.empty(0, dtype=np.int64)
-        bad = ~np.isfinite(features) | (features < 0)
-        if bad.any():
-            row, column = (int(i) for i in np.argwhere(bad)[0])
-            raise InvalidArgument(
-                f"features[{row}][{column}] ({FEATURES[column]}): must be a finite number >= 0, "
-                f"got {features[row, column]}"
-            )
         return self.pipeline.predict(features).astype(np.int64)
 
     @http.get("/metadata")

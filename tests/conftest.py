@@ -9,25 +9,13 @@ from pathlib import Path
 import pytest
 
 from tests.utils import servers
+from tests.utils.servers import PROJECT_ENV_VARS
 
 # Read before the autouse fixture below clears it: .ci/run sets DATABASE_URL (PostgreSQL) for a
 # second pass of the record tests.
 POSTGRES_URL = os.environ.get("DATABASE_URL", "") if os.environ.get("DATABASE_URL", "").startswith("postgresql") else ""
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-
-# The project's settings, read from the environment: no test sees a value set outside it.
-PROJECT_ENV_VARS = (
-    "MODEL_SERVICE_URL",
-    "DATABASE_URL",
-    "POLICY_PATH",
-    "AUTO_MIGRATE",
-    "LOG_LEVEL",
-    "MODEL_TAG",
-    "MODEL_SERVICE_WORKERS",
-    "MODEL_SERVICE_ACCESS_LOG",
-    "MODEL_SERVICE_BATCHING",
-)
 
 
 @pytest.fixture(autouse=True)

@@ -2,38 +2,30 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 
-from models import CARD_PATH, CSV_COLUMNS, FEATURES, PICKLE_PATH
-from models.train import TrainingData, load_training_data, sha256_of
+from models import CSV_COLUMNS, FEATURES
+from models.train import TrainingData, load_training_data
+from tests.utils import artifacts
+from tests.utils.artifacts import REAL_DATA
 from tests.utils.data import write_cc_general_csv
-from tests.utils.servers import ROOT
-
-# The public dataset lives beside the project, never in it (../shared/data/README.md).
-REAL_DATA = ROOT.parent / "shared" / "data" / "cc_general.csv"
 
 
 @pytest.fixture(scope="session")
 def committed_card() -> dict[str, Any]:
-    card: dict[str, Any] = json.loads(CARD_PATH.read_text(encoding="utf-8"))
-    return card
+    return artifacts.committed_card()
 
 
 @pytest.fixture(scope="session")
-def committed_pipeline(committed_card: dict[str, Any]) -> Pipeline:
-    """The committed pickle, loaded only after checking it is the one its card describes."""
-    assert sha256_of(PICKLE_PATH) == committed_card["pickle_sha256"], "the committed pickle does not match its card"
-    pipeline: Pipeline = joblib.load(PICKLE_PATH)
-    return pipeline
+def committed_pipeline() -> Pipeline:
+    return artifacts.committed_pipeline()
 
 
 @pytest.fixture(scope="session")
@@ -68,4 +60,3 @@ def synthetic_csv(tmp_path: Path) -> Callable[..., Path]:
         return write_cc_general_csv(tmp_path / name, frame, n=n, seed=seed)
 
     return make
-

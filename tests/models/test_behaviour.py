@@ -17,7 +17,10 @@ from tests.utils.data import cc_general_frame
 
 CASH_ADVANCE = FEATURES.index("cash_advance")
 CASH_ADVANCE_SEGMENTS = [SEGMENTS_BY_KEY["high_limit_revolvers"].id, SEGMENTS_BY_KEY["cash_advance_users"].id]
-NO_CASH_ADVANCE_SEGMENTS = [SEGMENTS_BY_KEY["credit_purchasers_good_payers"].id, SEGMENTS_BY_KEY["low_limit_light_users"].id]
+NO_CASH_ADVANCE_SEGMENTS = [
+    SEGMENTS_BY_KEY["credit_purchasers_good_payers"].id,
+    SEGMENTS_BY_KEY["low_limit_light_users"].id,
+]
 
 
 def _synthetic_customers() -> np.ndarray:

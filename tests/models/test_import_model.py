@@ -7,20 +7,17 @@ the project's .bentoml is never touched.
 from __future__ import annotations
 
 import json
-import os
-import pickle
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from models import CARD_PATH, MODEL_NAME, PICKLE_PATH
 from models.import_model import IntegrityError, read_card, verify, version_of
 from models.train import sha256_of, train
+from tests.utils.artifacts import code_running_pickle
 from tests.utils.data import write_cc_general_csv
 from tests.utils.servers import ROOT, project_env
 from tests.utils.store import IsolatedStore
@@ -29,18 +26,8 @@ COMMITTED_SHA256 = sha256_of(PICKLE_PATH)
 COMMITTED_TAG = f"{MODEL_NAME}:{COMMITTED_SHA256[:16]}"
 
 
-class _MakesDirectory:
-    """Unpickling this creates a directory: the proof that a file was (or was not) unpickled."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return (os.mkdir, (str(self.path),))
-
-
 def _malicious_pickle(path: Path, marker: Path) -> Path:
-    path.write_bytes(pickle.dumps(_MakesDirectory(marker)))
+    path.write_bytes(code_running_pickle(marker))
     return path
 
 
@@ -97,8 +84,19 @@ def test_a_missing_pickle_fails_verification(tmp_path: Path) -> None:
     [
         (None, "model card not found"),
         ("{not json", "not valid JSON"),
-        (json.dumps({"features": ["balance", "purchases", "cash_advance", "credit_limit", "payments"]}), "lacks pickle_sha256"),
-        (json.dumps({"pickle_sha256": "0" * 64, "features": ["purchases", "balance", "cash_advance", "credit_limit", "payments"]}), "other features"),
+        (
+            json.dumps({"features": ["balance", "purchases", "cash_advance", "credit_limit", "payments"]}),
+            "lacks pickle_sha256",
+        ),
+        (
+            json.dumps(
+                {
+                    "pickle_sha256": "0" * 64,
+                    "features": ["purchases", "balance", "cash_advance", "credit_limit", "payments"],
+                }
+            ),
+            "other features",
+        ),
     ],
 )
 def test_a_bad_card_is_refused(tmp_path: Path, card_text: str | None, problem: str) -> None:
@@ -113,18 +111,18 @@ def test_a_bad_card_is_refused(tmp_path: Path, card_text: str | None, problem: s
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IsolatedStore]:
-    """An isolated store holding the committed model, shared by the refusal tests (which must not change it)."""
+def store(tmp_path_factory: pytest.TempPathFactory) -> IsolatedStore:
+    """An isolated store holding the committed model, imported as `make import` does (the CLI, defaults);
+    shared by the refusal tests, which must not change it."""
     store = IsolatedStore(home=tmp_path_factory.mktemp("bentoml_home"))
-    outcome = store.import_model(pickle_path=PICKLE_PATH, card_path=CARD_PATH)
-    assert (outcome.tag, outcome.created) == (COMMITTED_TAG, True)
-    yield store
+    result = store.import_cli()
+    assert result.returncode == 0, result.stderr
+    assert f"imported {COMMITTED_TAG}" in result.stderr
+    return store
 
 
 @pytest.mark.parametrize("damage", ["one byte flipped", "truncated"])
-def test_a_damaged_pickle_is_refused_and_nothing_is_imported(
-    store: IsolatedStore, tmp_path: Path, damage: str
-) -> None:
+def test_a_damaged_pickle_is_refused_and_nothing_is_imported(store: IsolatedStore, tmp_path: Path, damage: str) -> None:
     size = PICKLE_PATH.stat().st_size
     target = tmp_path / PICKLE_PATH.name
     if damage == "one byte flipped":
@@ -146,7 +144,11 @@ def test_a_refused_pickle_is_never_unpickled(store: IsolatedStore, tmp_path: Pat
     control = _malicious_pickle(tmp_path / "control.pkl", control_marker)
     subprocess.run(
         [sys.executable, "-c", "import joblib, sys; joblib.load(sys.argv[1])", str(control)],
-        cwd=ROOT, env=project_env(), check=True, capture_output=True, timeout=60,
+        cwd=ROOT,
+        env=project_env(),
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     assert control_marker.is_dir()
 
@@ -217,25 +219,7 @@ def test_the_store_holds_the_pickle_its_card_and_the_card_as_metadata(store: Iso
     assert (version_dir / CARD_PATH.name).read_bytes() == CARD_PATH.read_bytes()
 
 
-def test_the_cli_reports_an_import_and_then_a_no_op(tmp_path: Path) -> None:
-    store = IsolatedStore(home=tmp_path / "bentoml_home")
-    first, second = store.import_cli(), store.import_cli()
-    assert (first.returncode, second.returncode) == (0, 0)
-    assert f"imported {COMMITTED_TAG}" in first.stderr
-    assert f"already in the store: {COMMITTED_TAG}" in second.stderr
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: re-importing the committed pickle after a newer one leaves the newer one `latest`, and service.py "
-        "serves `latest` by default: a rollback (git checkout of the old pickle, make import, make serve-model) "
-        "keeps serving the newer model. Fix: service.py's default MODEL_TAG = the committed card's version."
-    ),
-)
-def test_the_service_serves_the_committed_pickle_after_a_rollback(
-    tmp_path: Path, new_model: tuple[Path, Path]
-) -> None:
+def test_the_service_serves_the_committed_pickle_after_a_rollback(tmp_path: Path, new_model: tuple[Path, Path]) -> None:
     store = IsolatedStore(home=tmp_path / "bentoml_home")
     new_pickle, new_card = new_model
     store.import_model(pickle_path=PICKLE_PATH, card_path=CARD_PATH)
@@ -247,9 +231,16 @@ def test_the_service_serves_the_committed_pickle_after_a_rollback(
     assert served == COMMITTED_TAG
 
 
-def test_copies_of_the_pickle_elsewhere_import_to_the_same_version(store: IsolatedStore, tmp_path: Path) -> None:
-    """The version depends on the bytes only, not on where the file is."""
+def test_a_copy_of_the_pickle_elsewhere_is_the_same_version_already_imported(
+    store: IsolatedStore, tmp_path: Path
+) -> None:
+    """The version depends on the bytes only, not on where the file is; the CLI says it has nothing to do."""
     shutil.copy(PICKLE_PATH, tmp_path / "copy.pkl")
     shutil.copy(CARD_PATH, tmp_path / "copy.json")
-    outcome = store.import_model(pickle_path=tmp_path / "copy.pkl", card_path=tmp_path / "copy.json")
-    assert (outcome.tag, outcome.created) == (COMMITTED_TAG, False)
+    before = store.snapshot()
+
+    result = store.import_cli("--pickle", str(tmp_path / "copy.pkl"), "--card", str(tmp_path / "copy.json"))
+
+    assert result.returncode == 0, result.stderr
+    assert f"already in the store: {COMMITTED_TAG}" in result.stderr
+    assert store.snapshot() == before

@@ -13,7 +13,7 @@ from sklearn.pipeline import Pipeline
 from models import FEATURES, MODEL_NAME, PICKLE_PATH
 from models.segments import SEGMENTS
 from models.train import N_INIT, TrainingData, sha256_of
-from tests.models.conftest import REAL_DATA
+from tests.utils.artifacts import REAL_DATA
 
 # ../shared/data/README.md
 CC_GENERAL_SHA256 = "2afc04bcbc99d600ca709a075f3b0feaa6e77c762c7c3f19708f7e82745d197f"
@@ -26,7 +26,11 @@ def test_names_the_model_and_the_pickle(committed_card: dict[str, Any]) -> None:
 
 
 def test_features_in_the_pipelines_order(committed_card: dict[str, Any], committed_pipeline: Pipeline) -> None:
-    assert committed_card["features"] == list(FEATURES) == ["balance", "purchases", "cash_advance", "credit_limit", "payments"]
+    assert (
+        committed_card["features"]
+        == list(FEATURES)
+        == ["balance", "purchases", "cash_advance", "credit_limit", "payments"]
+    )
     assert committed_pipeline.n_features_in_ == len(FEATURES)
 
 
@@ -57,11 +61,17 @@ def test_library_versions_are_the_installed_ones(committed_card: dict[str, Any])
 
 
 def test_pipeline_and_metrics(committed_card: dict[str, Any], committed_pipeline: Pipeline) -> None:
-    assert committed_card["pipeline"] == ["log1p", "standard_scaler", f"kmeans(n_clusters=5, n_init={N_INIT}, random_state=42)"]
+    assert committed_card["pipeline"] == [
+        "log1p",
+        "standard_scaler",
+        f"kmeans(n_clusters=5, n_init={N_INIT}, random_state=42)",
+    ]
     assert [name for name, _ in committed_pipeline.steps] == ["log1p", "scale", "kmeans"]
     # Measured on cc_general.csv: 0.316. Positive: the segments are separated, if not sharply.
     assert 0.2 <= committed_card["metrics"]["silhouette"] <= 1
-    assert committed_card["metrics"]["inertia"] == pytest.approx(committed_pipeline.named_steps["kmeans"].inertia_, abs=0.01)
+    assert committed_card["metrics"]["inertia"] == pytest.approx(
+        committed_pipeline.named_steps["kmeans"].inertia_, abs=0.01
+    )
 
 
 def test_segments_sizes_and_shares(committed_card: dict[str, Any]) -> None:
@@ -79,7 +89,9 @@ def test_segment_sizes_are_the_committed_models_labels(committed_card: dict[str,
     assert [s["size"] for s in committed_card["segments"]] == np.bincount(real_labels, minlength=5).tolist()
 
 
-def test_centroids_in_original_units_are_their_own_segment(committed_card: dict[str, Any], committed_pipeline: Pipeline) -> None:
+def test_centroids_in_original_units_are_their_own_segment(
+    committed_card: dict[str, Any], committed_pipeline: Pipeline
+) -> None:
     """Centroids are money amounts (not scaled values): non-negative, keyed by feature, and the model puts
     each one in its own segment."""
     centroids = [s["centroid"] for s in committed_card["segments"]]

@@ -27,7 +27,7 @@ def test_five_segments_numbered_in_order_with_unique_keys() -> None:
     assert len({s.key for s in SEGMENTS}) == 5
     assert all(s.key.isidentifier() and s.key == s.key.lower() for s in SEGMENTS)
     assert all(s.description.strip() and s.description.endswith(".") for s in SEGMENTS)
-    assert SEGMENTS_BY_KEY == {s.key: s for s in SEGMENTS}
+    assert {s.key: s for s in SEGMENTS} == SEGMENTS_BY_KEY
 
 
 @pytest.mark.parametrize("order", [(0, 1, 2, 3, 4), (4, 3, 2, 1, 0), (2, 0, 4, 1, 3), (1, 2, 3, 4, 0)])
@@ -142,7 +142,9 @@ def _menos_utilizam(m: pd.DataFrame, everyone: pd.DataFrame) -> None:
     segment = int(m.segment.iloc[0])
     transactions = _median_by_segment(everyone, everyone.PURCHASES_TRX + everyone.CASH_ADVANCE_TRX)
     frequency = _median_by_segment(everyone, everyone.BALANCE_FREQUENCY)
-    moved = _median_by_segment(everyone, everyone.balance + everyone.purchases + everyone.cash_advance + everyone.payments)
+    moved = _median_by_segment(
+        everyone, everyone.balance + everyone.purchases + everyone.cash_advance + everyone.payments
+    )
     assert transactions.idxmin() == segment
     assert frequency.idxmin() == segment
     assert moved.idxmin() == segment

@@ -15,7 +15,7 @@ import pytest
 from models import CARD_PATH, FEATURES, PICKLE_PATH
 from models.segments import SEGMENTS
 from models.train import DataError, TrainingData, fit, load_training_data, main, sha256_of, train
-from tests.models.conftest import REAL_DATA
+from tests.utils.artifacts import REAL_DATA
 from tests.utils.data import CC_GENERAL_COLUMNS, cc_general_frame
 from tests.utils.servers import ROOT, project_env
 
@@ -23,7 +23,12 @@ from tests.utils.servers import ROOT, project_env
 def _train_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "models.train", *args],
-        cwd=ROOT, env=project_env(), capture_output=True, text=True, timeout=300, check=False,
+        cwd=ROOT,
+        env=project_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
@@ -66,7 +71,9 @@ def test_cli_trains_from_any_cc_general_csv(tmp_path: Path, synthetic_csv: Calla
     assert not list(out.glob("*.tmp")), "temporary files left behind"
 
 
-def test_cli_refuses_bad_data_with_exit_code_2_naming_column_and_row(tmp_path: Path, synthetic_csv: Callable[..., Path]) -> None:
+def test_cli_refuses_bad_data_with_exit_code_2_naming_column_and_row(
+    tmp_path: Path, synthetic_csv: Callable[..., Path]
+) -> None:
     frame = cc_general_frame(n=100, seed=2)
     frame["PAYMENTS"] = frame["PAYMENTS"].astype(object)
     frame.loc[41, "PAYMENTS"] = "12O.50"  # a letter O typed for a zero
@@ -168,7 +175,9 @@ def test_same_data_same_pickle_bytes_and_labels(tmp_path: Path, synthetic_csv: C
     card_b = train(data_path=csv, out_dir=tmp_path / "b")
 
     assert (tmp_path / "a" / PICKLE_PATH.name).read_bytes() == (tmp_path / "b" / PICKLE_PATH.name).read_bytes()
-    assert {k: v for k, v in card_a.items() if k != "created_at"} == {k: v for k, v in card_b.items() if k != "created_at"}
+    assert {k: v for k, v in card_a.items() if k != "created_at"} == {
+        k: v for k, v in card_b.items() if k != "created_at"
+    }
     frame = pd.read_csv(csv)
     np.testing.assert_array_equal(_labels(tmp_path / "a", frame), _labels(tmp_path / "b", frame))
 

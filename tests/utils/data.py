@@ -108,7 +108,9 @@ def cc_general_frame(*, n: int = 400, seed: int = 0) -> pd.DataFrame:
             "CASH_ADVANCE": cash_advance,
             "PURCHASES_FREQUENCY": np.where(purchases > 0, np.round(rng.uniform(0.08, 1.0, n), 6), 0.0),
             "ONEOFF_PURCHASES_FREQUENCY": np.where(oneoff > 0, np.round(rng.uniform(0.08, 1.0, n), 6), 0.0),
-            "PURCHASES_INSTALLMENTS_FREQUENCY": np.where(purchases - oneoff > 0, np.round(rng.uniform(0.08, 1.0, n), 6), 0.0),
+            "PURCHASES_INSTALLMENTS_FREQUENCY": np.where(
+                purchases - oneoff > 0, np.round(rng.uniform(0.08, 1.0, n), 6), 0.0
+            ),
             "CASH_ADVANCE_FREQUENCY": np.where(cash_advance > 0, np.round(rng.uniform(0.08, 1.0, n), 6), 0.0),
             "CASH_ADVANCE_TRX": cash_advance_trx,
             "PURCHASES_TRX": purchases_trx,
@@ -147,7 +149,14 @@ def customers_from_frame(frame: pd.DataFrame) -> list[dict[str, float]]:
 
 def customer(**overrides: Any) -> dict[str, Any]:
     """One valid customer (a light user), with fields replaced or added by `overrides`."""
-    return {"balance": 80.0, "purchases": 260.0, "cash_advance": 0.0, "credit_limit": 1800.0, "payments": 400.0, **overrides}
+    return {
+        "balance": 80.0,
+        "purchases": 260.0,
+        "cash_advance": 0.0,
+        "credit_limit": 1800.0,
+        "payments": 400.0,
+        **overrides,
+    }
 
 
 def without(data: dict[str, Any], field: str) -> dict[str, Any]:
@@ -170,9 +179,19 @@ def _body(*customers: dict[str, Any]) -> str:
 BAD_INPUTS: tuple[BadInput, ...] = (
     BadInput("negative", _body(customer(balance=-0.01)), ["customers", 0, "balance"]),
     BadInput("negative-in-second", _body(customer(), customer(payments=-5)), ["customers", 1, "payments"]),
-    BadInput("nan", _body(customer()).replace('"cash_advance": 0.0', '"cash_advance": NaN'), ["customers", 0, "cash_advance"]),
-    BadInput("infinity", _body(customer()).replace('"credit_limit": 1800.0', '"credit_limit": Infinity'), ["customers", 0, "credit_limit"]),
-    BadInput("-infinity", _body(customer()).replace('"purchases": 260.0', '"purchases": -Infinity'), ["customers", 0, "purchases"]),
+    BadInput(
+        "nan", _body(customer()).replace('"cash_advance": 0.0', '"cash_advance": NaN'), ["customers", 0, "cash_advance"]
+    ),
+    BadInput(
+        "infinity",
+        _body(customer()).replace('"credit_limit": 1800.0', '"credit_limit": Infinity'),
+        ["customers", 0, "credit_limit"],
+    ),
+    BadInput(
+        "-infinity",
+        _body(customer()).replace('"purchases": 260.0', '"purchases": -Infinity'),
+        ["customers", 0, "purchases"],
+    ),
     BadInput("overflow", _body(customer()).replace('"balance": 80.0', '"balance": 1e400'), ["customers", 0, "balance"]),
     BadInput("missing", _body(without(customer(), "credit_limit")), ["customers", 0, "credit_limit"]),
     BadInput("extra-field", _body(customer(score=1.0)), ["customers", 0, "score"]),

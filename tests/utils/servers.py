@@ -26,8 +26,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# The project's own settings: a server a test starts sees only what the test passes.
+PROJECT_ENV_VARS = (
+    "MODEL_SERVICE_URL",
+    "DATABASE_URL",
+    "POLICY_PATH",
+    "AUTO_MIGRATE",
+    "LOG_LEVEL",
+    "MODEL_TAG",
+    "MODEL_SERVICE_WORKERS",
+    "MODEL_SERVICE_ACCESS_LOG",
+    "MODEL_SERVICE_BATCHING",
+)
+
+
 def project_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in PROJECT_ENV_VARS}
     env.setdefault("BENTOML_HOME", str(ROOT / ".bentoml"))
     env["BENTOML_DO_NOT_TRACK"] = "true"
     env["PYTHONDONTWRITEBYTECODE"] = "1"

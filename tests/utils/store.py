@@ -47,12 +47,13 @@ class IsolatedStore:
     def env(self, **extra: str) -> dict[str, str]:
         return project_env(BENTOML_HOME=str(self.home), **extra)
 
-    def run(self, args: list[str], *, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        """Run a command from the project root with this BentoML home; fail the test if it fails."""
+    def run(self, args: list[str], *, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        """Run a command from the project root with this BentoML home; unless check=False, fail the test if
+        it fails."""
         result = subprocess.run(
             args, cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
         )
-        if result.returncode != 0:
+        if check and result.returncode != 0:
             raise AssertionError(f"{args} exited with {result.returncode}\n{result.stdout}\n{result.stderr}")
         return result
 
@@ -63,10 +64,7 @@ class IsolatedStore:
 
     def import_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """`python -m models.import_model ARGS`, whatever its exit code."""
-        return subprocess.run(
-            [sys.executable, "-m", "models.import_model", *args],
-            cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=180, check=False,
-        )
+        return self.run([sys.executable, "-m", "models.import_model", *args], check=False)
 
     def tags(self) -> list[str]:
         """The model tags in the store, as `bentoml models list` reports them."""
@@ -85,8 +83,12 @@ class IsolatedStore:
     def snapshot(self) -> dict[str, tuple[int, int]]:
         """Every file under the model store: relative path → (size, mtime_ns). Equal snapshots, same store."""
         models = self.home / "models"
-        return {
-            str(p.relative_to(models)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(models.rglob("*"))
-            if p.is_file()
-        } if models.exists() else {}
+        return (
+            {
+                str(p.relative_to(models)): (p.stat().st_size, p.stat().st_mtime_ns)
+                for p in sorted(models.rglob("*"))
+                if p.is_file()
+            }
+            if models.exists()
+            else {}
+        )
