@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     model_batch_max_in_flight: int = Field(4, ge=1)
     # Consecutive failed calls that open the circuit, and how long it stays open before a trial call.
     breaker_threshold: int = Field(3, ge=1)
-    breaker_ttl_s: float = Field(5.0, gt=0)
+    breaker_ttl_s: float = Field(5.0, gt=0, le=300)
     database_pool_size: int = Field(5, ge=1)
 
     @field_validator("database_url")

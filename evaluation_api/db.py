@@ -123,7 +123,12 @@ class RecordWriter:
             with self._engine.begin() as connection:
                 connection.execute(insert(EvaluationRow), [row for row, _ in group])
         except SQLAlchemyError as exc:  # the whole group rolled back: none of them is recorded
-            logger.error("could not commit %d decision record(s): %s", len(group), type(exc).__name__)
+            logger.error(
+                "could not commit %d decision record(s): %s",
+                len(group),
+                type(exc).__name__,
+                extra={"request_id": ",".join(row["request_id"] for row, _ in group)},
+            )
             error = exc
         for _, future in group:
             loop = future.get_loop()

@@ -89,6 +89,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI: the body could not be parsed (json.loads raised, not JSONDecodeError)
+            invalid = InvalidInput(field_errors([{"type": "json_invalid", "loc": ("body",)}]))
+            return JSONResponse(invalid.body(), status_code=422)
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
         messages = {404: "Recurso não encontrado.", 405: "Método não permitido."}
         return JSONResponse(

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from evaluation_api.db import RecordWriter
-from evaluation_api.errors import DatabaseUnavailable, ModelUnavailable
+from evaluation_api.errors import DatabaseUnavailable, EvaluationError, ModelUnavailable
 from evaluation_api.model_client import ModelClient
 from evaluation_api.observability import Metrics
 from evaluation_api.policy import Figures, Policy, decide
@@ -56,6 +56,9 @@ class Evaluator:
             ) from None
         except ModelUnavailable:
             self.metrics.failures.labels("model_unavailable").inc()
+            raise
+        except EvaluationError:
+            self.metrics.failures.labels("model_contract").inc()
             raise
         finally:
             self.metrics.model_latency.observe(time.perf_counter() - started)

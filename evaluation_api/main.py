@@ -33,12 +33,12 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
     """Build the app. Nothing is opened here: connections, the database and the policy file are
     opened in the lifespan, when the server starts."""
     settings = settings or get_settings()
+    configure_logging(settings.log_level)  # here, not in the lifespan: before uvicorn's first line
     registry = CollectorRegistry()
     metrics = Metrics(registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(settings.log_level)
         policy = load_policy(settings.policy_path)
         engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
         if settings.auto_migrate:

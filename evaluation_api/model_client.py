@@ -15,6 +15,7 @@ circuit breaker.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Sequence
@@ -28,7 +29,8 @@ from httpx_aiohttp import AiohttpTransport
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 
-from evaluation_api.errors import ModelUnavailable
+from evaluation_api.errors import EvaluationError, ModelUnavailable
+from evaluation_api.observability import request_id_var
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,10 @@ class ModelServiceError(Exception):
 class ModelRejected(Exception):
     """The model service refused our request (4xx): a contract mismatch, our bug. Not retried and
     not counted by the breaker: the service itself is fine."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason  # no body text: it may echo the customer's figures
 
 
 def _retryable(exc: Exception) -> bool:
@@ -141,7 +147,10 @@ class ModelClient:
             if not batch:
                 continue
             self._in_flight += 1
-            task = asyncio.create_task(self._send(batch))
+            # Its own context: its log lines carry its own request ids, not those of whoever dispatched it.
+            context = contextvars.copy_context()
+            context.run(request_id_var.set, ",".join(request_id for _, request_id, _ in batch))
+            task = asyncio.create_task(self._send(batch), context=context)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -149,9 +158,16 @@ class ModelClient:
         try:
             predictions = await self._call([f for f, _, _ in batch], [r for _, r, _ in batch])
         except Exception as exc:  # handed to every waiter: each turns it into its own response
-            error = exc if isinstance(exc, ModelUnavailable) else ModelUnavailable()
-            if not isinstance(exc, ModelUnavailable | ModelRejected):
+            error: Exception
+            if isinstance(exc, ModelUnavailable):
+                error = exc
+            elif isinstance(exc, ModelRejected):
+                # Our request or our reading of the answer is wrong: a bug, not an outage. Retrying cannot help.
+                logger.error("model service contract mismatch: %s", exc.reason)
+                error = EvaluationError()
+            else:
                 logger.warning("model service call failed: %s", type(exc).__name__)
+                error = ModelUnavailable()
             for _, _, future in batch:
                 if not future.done():
                     future.set_exception(error)
@@ -182,9 +198,7 @@ class ModelClient:
                         if response.status_code >= 500:
                             raise ModelServiceError(response.status_code)
                         if response.status_code != 200:
-                            raise ModelRejected(
-                                f"model service refused the request: {response.status_code} {response.text[:300]}"
-                            )
+                            raise ModelRejected(f"model service refused the request: {response.status_code}")
         except OpenedState as exc:
             raise ModelUnavailable(retry_after_s=self._retry_after(exc)) from exc
         except (httpx.TransportError, ModelServiceError) as exc:

@@ -52,7 +52,8 @@ class RequestIdMiddleware:
 
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
+        if getattr(record, "request_id", None) is None:  # a thread of ours may name its requests itself
+            record.request_id = request_id_var.get()
         return True
 
 
@@ -66,6 +67,11 @@ def configure_logging(level: str) -> None:
     handler._evaluation_api = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # uvicorn's own loggers write plain text through their own handlers: send them through ours.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
 
 
 class Metrics:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from models.segments import SEGMENTS_BY_KEY
 
@@ -29,18 +29,29 @@ class SegmentRule(_Strict):
     message: str = Field(min_length=1)
 
 
+_PLACEHOLDERS = {"balance": "", "credit_limit": "", "cash_advance": ""}
+
+
+def _fillable(message: str) -> str:
+    try:
+        message.format(**_PLACEHOLDERS)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"message may only use {{balance}}, {{credit_limit}}, {{cash_advance}}: {exc}") from None
+    return message
+
+
 class ZeroPaymentsRule(_Strict):
     code: str
     decision: Decision
     min_balance: float = Field(ge=0)
-    message: str
+    message: Annotated[str, AfterValidator(_fillable)]
 
 
 class RatioRule(_Strict):
     code: str
     decision: Decision
     max_ratio: float = Field(gt=0)
-    message: str
+    message: Annotated[str, AfterValidator(_fillable)]
 
 
 class HardRules(_Strict):
@@ -72,7 +83,7 @@ def load_policy(path: Path) -> Policy:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         return Policy.model_validate(data)
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValidationError) as exc:
         raise PolicyError(f"{path}: {exc}") from exc
 
 

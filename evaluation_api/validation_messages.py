@@ -42,7 +42,7 @@ def field_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
     """One entry per error: {field, rule, message}. `field` is `body` when the body itself is wrong."""
     out: list[dict[str, str]] = []
     for error in errors:
-        loc = [part for part in error.get("loc", ()) if part != "body"]
+        loc = [part for part in error.get("loc", ()) if part not in ("body", "path", "query", "header")]
         field = str(loc[0]) if loc and isinstance(loc[0], str) else "body"
         if error.get("type") == "json_invalid":
             field = "body"

@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Path, status
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from evaluation_api.db import EvaluationRow, read_record
 from evaluation_api.deps import EvaluatorDep, RequestIdDep
-from evaluation_api.errors import NotFound
+from evaluation_api.errors import DatabaseUnavailable, NotFound
 from evaluation_api.schemas import ErrorBody, EvaluationCreate, EvaluationPublic, EvaluationRecord
 from models.segments import SEGMENTS_BY_KEY
 
@@ -32,7 +33,7 @@ async def create_evaluation(
 
 def _utc(moment: datetime) -> datetime:
     # SQLite keeps no time zone; every timestamp we write is UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _record(row: EvaluationRow) -> EvaluationRecord:
@@ -64,10 +65,17 @@ def _record(row: EvaluationRow) -> EvaluationRecord:
 @router.get("/{evaluation_id}", response_model=EvaluationRecord, responses={404: {"model": ErrorBody}})
 async def get_evaluation(
     evaluator: EvaluatorDep,
-    evaluation_id: str = Path(max_length=64, description="The id returned when the evaluation was made"),
+    evaluation_id: str = Path(description="The id returned when the evaluation was made"),
 ) -> EvaluationRecord:
     """The stored record of one decision: inputs, outputs, versions, request id and timestamps."""
-    row = await run_in_threadpool(read_record, evaluator.engine, evaluation_id)
+    if len(evaluation_id) > 36:  # ids are UUIDs: a longer one is simply not one of ours
+        raise NotFound()
+    try:
+        row = await run_in_threadpool(read_record, evaluator.engine, evaluation_id)
+    except SQLAlchemyError:
+        raise DatabaseUnavailable(
+            "Não foi possível consultar a avaliação agora. Tente novamente em alguns segundos."
+        ) from None
     if row is None:
         raise NotFound()
     return _record(row)
