@@ -15,7 +15,7 @@ import pytest
 from tests.deploy.files import one
 from tests.deploy.gateway import GatewayDir
 from tests.utils import servers
-from tests.utils.evaluation_bodies import valid_evaluation
+from tests.utils.evaluations import body as valid_evaluation
 
 SECURITY_HEADERS = {
     "content-security-policy": "frame-ancestors 'none'",

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.utils.evaluation_bodies import valid_evaluation
+from tests.utils.evaluations import body as valid_evaluation
 from tests.utils.servers import ROOT, free_port, project_env
 
 pytestmark = pytest.mark.slow
