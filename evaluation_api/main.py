@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 from prometheus_fastapi_instrumentator import Instrumentator
+from prometheus_fastapi_instrumentator import metrics as http_metrics
 
 from evaluation_api.config import Settings, get_settings
 from evaluation_api.db import RecordWriter, make_engine
@@ -80,15 +81,20 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
             "Segments a customer with the model service, applies the eligibility policy and records the decision."
         ),
         lifespan=lifespan,
+        # Metrics are Prometheus (/metrics); FastAPI's own OpenTelemetry hooks would otherwise look up
+        # the OTel providers on every request (opentelemetry-api is installed, as a BentoML dependency).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(evaluations.router)
     app.include_router(legacy.router)
     app.include_router(health.router)
-    Instrumentator(registry=registry, excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app).expose(
-        app, endpoint="/metrics", include_in_schema=False
-    )
+    # Two request metrics, not the default five (sizes, two latency histograms): each costs on every
+    # request, and these two answer the questions we ask (rate and errors by route, latency).
+    instrumentator = Instrumentator(registry=registry, excluded_handlers=["/metrics", "/healthz", "/readyz"])
+    instrumentator.add(http_metrics.requests(registry=registry), http_metrics.latency(registry=registry))
+    instrumentator.instrument(app).expose(app, endpoint="/metrics", include_in_schema=False)
     if settings.frontend_dir.is_dir():
         # Last: the form at /, after every API route.
         app.mount("/", StaticFiles(directory=settings.frontend_dir, html=True), name="frontend")

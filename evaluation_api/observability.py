@@ -67,6 +67,8 @@ def configure_logging(level: str) -> None:
     handler._evaluation_api = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # httpx logs every call at INFO: one line per model call is noise at these rates, and costs.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     # uvicorn's own loggers write plain text through their own handlers: send them through ours.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         uvicorn_logger = logging.getLogger(name)
