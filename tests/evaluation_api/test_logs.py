@@ -69,8 +69,9 @@ def test_every_line_is_json_with_the_request_id(client: TestClient, stub: ModelS
     assert lines
     for line in lines:
         assert {"asctime", "levelname", "name", "message", "request_id"} <= set(line)
-    # The first evaluation logs the model call; the second its retries and its failure: each with its id.
-    assert {line["request_id"] for line in lines} == {"log-req-1", "log-req-2"}
+    # A successful evaluation is quiet at INFO (its record is the trace; a line per request costs
+    # throughput); the failed one logs its retries and its failure, with its own id.
+    assert {line["request_id"] for line in lines} == {"log-req-2"}
     failed = [line for line in lines if line["request_id"] == "log-req-2"]
     assert any(line["levelname"] == "WARNING" and "model_unavailable" in line["message"] for line in failed)
 
