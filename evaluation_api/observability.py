@@ -68,7 +68,8 @@ def configure_logging(level: str) -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     # httpx logs every call at INFO: one line per model call is noise at these rates, and costs.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+    # Shown at DEBUG, where each model call's line (with its request ids) is what one wants.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
     # uvicorn's own loggers write plain text through their own handlers: send them through ours.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         uvicorn_logger = logging.getLogger(name)

@@ -76,8 +76,9 @@ def test_every_line_is_json_with_the_request_id(client: TestClient, stub: ModelS
     assert any(line["levelname"] == "WARNING" and "model_unavailable" in line["message"] for line in failed)
 
 
-def test_a_generated_request_id_is_in_the_log_lines(client: TestClient) -> None:
-    with json_log_lines() as lines:
+def test_a_generated_request_id_is_in_the_log_lines(start_app: Callable[..., Any]) -> None:
+    # At DEBUG the model call logs a line (at INFO a success is quiet).
+    with start_app(log_level="DEBUG") as client, json_log_lines() as lines:
         response = client.post(URL, json=body())
     assert lines
     assert {line["request_id"] for line in lines} == {response.headers["x-request-id"]}
@@ -91,7 +92,7 @@ def test_log_lines_of_a_coalesced_call_carry_its_own_request_ids(
     import httpx
 
     stub.delay_s = 0.2  # the first call is surely in flight when the others arrive
-    with start_app(model_batch_max_in_flight=1) as client, json_log_lines() as lines:
+    with start_app(model_batch_max_in_flight=1, log_level="DEBUG") as client, json_log_lines() as lines:
         app = client.app
 
         async def burst() -> None:
