@@ -29,10 +29,10 @@ $(VENV)/.installed: requirements/*.txt
 
 setup: $(VENV)/.installed ## Build .venv with the pinned dependencies
 
-system-deps: ## Debian packages the tests need (chromium for the browser test, nginx for the gateway test)
-	@if ! command -v chromium >/dev/null || ! command -v nginx >/dev/null; then \
+system-deps: ## Debian packages the tests and benchmarks need: chromium (browser test), nginx (gateway), wrk (load)
+	@if ! command -v chromium >/dev/null || ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then \
 		export DEBIAN_FRONTEND=noninteractive; \
-		apt-get update -q && apt-get install -y -q --no-install-recommends chromium nginx-light; \
+		apt-get update -q && apt-get install -y -q --no-install-recommends chromium nginx-light wrk; \
 	fi
 
 model: setup ## Train the model from DATA (default ../shared/data/cc_general.csv)
@@ -64,7 +64,7 @@ test: setup system-deps import ## Set up and run every test
 lint: setup ## Static checks
 	$(VENV)/bin/ruff check .
 
-bench: import ## Run the benchmarks and regenerate docs/results/
+bench: setup system-deps import ## Run the benchmarks and regenerate docs/results/ (a few minutes)
 	$(PY) -m benchmarks.run
 
 clean: ## Remove the environment and local state (not the committed model)

@@ -28,7 +28,7 @@ from typing_extensions import TypedDict  # pydantic needs this one on Python < 3
 from models import CARD_PATH, FEATURES, MODEL_NAME, PICKLE_PATH
 from models.segments import SEGMENTS
 
-# Adaptive batching, chosen by measurement (benchmarks/model_service.py, docs/ARCHITECTURE.md):
+# Adaptive batching, chosen by measurement (benchmarks/run.py, docs/ARCHITECTURE.md):
 # - MAX_BATCH_SIZE is the most customers the service predicts in one pipeline call. Concurrent
 #   single-customer requests are merged up to it; a larger request (a portfolio) is split into
 #   chunks of this size. Predicting 100,000 rows takes a few ms, so it is set high enough that a

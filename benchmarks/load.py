@@ -40,6 +40,7 @@ def closed_loop(system: System, *, clients: int, duration_s: float, workdir: Pat
     return {
         "system": system.name, "config": system.config, "path": system.path, "tool": "wrk",
         "mode": "closed_loop", "clients": clients, **result.as_dict(), "resources": sampler.results(),
+        "machine_cpu": sampler.machine(),
     }
 
 
@@ -63,4 +64,5 @@ so that their requests are evenly spread; that ramp and one more second are not 
     return {
         "system": system.name, "config": system.config, "path": system.path, "tool": "locust",
         "mode": "fixed_rate", "clients": users, "rate_rps": rate_rps, **summary, "resources": sampler.results(),
+        "machine_cpu": sampler.machine(),
     }

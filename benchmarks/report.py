@@ -1,2 +1,597 @@
-def write(results, *, out_dir):
-    pass
+"""Turn results.json into docs/results/summary.md (tables) and PNG charts (matplotlib).
+
+    python -m benchmarks.report [--out docs/results]   # regenerate from an existing results.json
+
+docs/ARCHITECTURE.md links the summary and the charts and quotes their numbers, so every number
+in the documentation comes from one run of `make bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+ARCHITECTURE = DOCS / "ARCHITECTURE.md"
+
+# Goals from the issues, for this machine, side by side in one run.
+GOAL_E2E_VS_MONOLITH = 1.0  # end to end /avaliar at 64 clients, at least the monolith's throughput
+GOAL_MODEL_VS_MONOLITH = 1.5  # the model service's /predict at 64 single-customer clients
+GOAL_BULK = 500_000  # customers per second through the batch path
+
+ROLE_NAMES = {"monolith": "monolith", "evaluation_api": "evaluation API", "model_service": "model service",
+              "load_generator": "load tool"}
+ORDER = ["monolith", "end_to_end", "model_service_batching_on_1w", "model_service_batching_on_2w",
+         "model_service_batching_off_1w", "model_service_batching_off_2w"]
+LABELS = {
+    "monolith": "monolith (before)",
+    "end_to_end": "evaluation API → model service",
+    "model_service_batching_on_1w": "model service, batching, 1 worker",
+    "model_service_batching_on_2w": "model service, batching, 2 workers",
+    "model_service_batching_off_1w": "model service, no batching, 1 worker",
+    "model_service_batching_off_2w": "model service, no batching, 2 workers",
+}
+
+
+SHORT = {
+    "monolith": "monolith",
+    "end_to_end": "API →\nmodel service",
+    "model_service_batching_on_1w": "model service\nbatching\n1 worker",
+    "model_service_batching_on_2w": "model service\nbatching\n2 workers",
+    "model_service_batching_off_1w": "model service\nno batching\n1 worker",
+    "model_service_batching_off_2w": "model service\nno batching\n2 workers",
+}
+
+
+def _point(results: dict[str, Any], key: str, clients: int, mode: str = "closed_loop") -> dict[str, Any] | None:
+    return next((p for p in results["load"] if p["key"] == key and p["clients"] == clients and p["mode"] == mode), None)
+
+
+def _fmt(x: float | None, digits: int = 0) -> str:
+    if x is None:
+        return "–"
+    return f"{x:,.{digits}f}"
+
+
+def goals(results: dict[str, Any]) -> dict[str, Any]:
+    """The issues' goals, computed from this run's numbers."""
+    top = max(results["settings"]["clients"])
+    mono = _point(results, "monolith", top)
+    e2e = _point(results, "end_to_end", top)
+    out: dict[str, Any] = {"clients": top}
+    if mono and e2e:
+        ratio = e2e["throughput_rps"] / mono["throughput_rps"] if mono["throughput_rps"] else 0.0
+        out["end_to_end_vs_monolith"] = {
+            "ratio": round(ratio, 2), "goal": GOAL_E2E_VS_MONOLITH,
+            "p99_ms": {"end_to_end": e2e["latency_ms"]["p99"], "monolith": mono["latency_ms"]["p99"]},
+            "errors": {"end_to_end": e2e["errors"]["total"], "monolith": mono["errors"]["total"]},
+            "met": ratio >= GOAL_E2E_VS_MONOLITH and e2e["latency_ms"]["p99"] < mono["latency_ms"]["p99"]
+            and e2e["errors"]["total"] == 0,
+        }
+    models = [p for k in ORDER if k.startswith("model_service_batching_on") and (p := _point(results, k, top))]
+    if mono and models:
+        best = max(models, key=lambda p: p["throughput_rps"])
+        ratio = best["throughput_rps"] / mono["throughput_rps"] if mono["throughput_rps"] else 0.0
+        out["model_service_vs_monolith"] = {
+            "best": best["key"], "ratio": round(ratio, 2), "goal": GOAL_MODEL_VS_MONOLITH,
+            "errors": best["errors"]["total"], "met": ratio >= GOAL_MODEL_VS_MONOLITH and best["errors"]["total"] == 0,
+        }
+    headline = _bulk_headline(results)
+    if headline:
+        out["bulk"] = {"customers_per_s": headline["customers_per_s"], "goal": GOAL_BULK,
+                       "met": headline["customers_per_s"] >= GOAL_BULK}
+    return out
+
+
+def _bulk_headline(results: dict[str, Any]) -> dict[str, Any] | None:
+    bulk = results.get("bulk") or {}
+    return next((p for p in bulk.get("paths", []) if p.get("headline")), None)
+
+
+# --- Markdown ----------------------------------------------------------------------------------------
+
+def _resources(point: dict[str, Any]) -> tuple[str, str]:
+    cpu, mem = [], []
+    for role, r in point.get("resources", {}).items():
+        name = ROLE_NAMES.get(role, role)
+        cpu.append(f"{name} {r['cpu_cores']:.2f}")
+        if role != "load_generator":
+            mem.append(f"{name} {r['peak_rss_mib']:.0f}")
+    return ", ".join(cpu), ", ".join(mem)
+
+
+def markdown(results: dict[str, Any], *, images: str = "") -> str:
+    """The summary; `images` is the path prefix of the charts as seen from where the Markdown lives."""
+    m = results["machine"]
+    s = results["settings"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Generated by `make bench` (`python -m benchmarks.run`) on {results['generated_at']}, commit "
+        f"`{m.get('git_commit') or '?'}`, in {results.get('elapsed_s', 0):.0f} s"
+        + (" — **smoke run: not a measurement**" if results.get("smoke") else "") + ".",
+        "",
+        f"Machine: {m['cpu'] or 'unknown CPU'}, {m['cores']} cores, {m['memory_gib']} GiB; {m['os']}; Python "
+        f"{m['python']}; load average at start {', '.join(str(x) for x in m['load_average_at_start'])}. "
+        "Every process, the load tools included, shares the same cores.",
+        "",
+        f"Load: closed loop with wrk ({m.get('wrk') or 'wrk'}), {s['duration_s']:g} s per point after a warm-up, "
+        f"at {', '.join(str(c) for c in s['clients'])} concurrent connections; fixed rate with locust, "
+        f"{s['fixed_rate_rps']:g} requests/s paced over {s['fixed_rate_users']} users. Throughput counts successful "
+        "(2xx) responses only. CPU is in cores (1.00 = one core busy), averaged over the point; *other CPU* is "
+        "what the rest of the machine used meanwhile (other programs, the kernel, the harness): the noise in that "
+        "point. Memory is the peak resident set, summed over each server's processes (BentoML runs several).",
+        "",
+    ]
+    g = goals(results)
+    lines += ["## Goals", "", "| goal | this run | met |", "|---|---|---|"]
+    if "end_to_end_vs_monolith" in g:
+        e = g["end_to_end_vs_monolith"]
+        lines.append(
+            f"| `/avaliar` end to end at {g['clients']} clients ≥ 1.0× the monolith's throughput, lower p99, no errors "
+            f"| {e['ratio']:.2f}×; p99 {_fmt(e['p99_ms']['end_to_end'], 1)} ms vs "
+            f"{_fmt(e['p99_ms']['monolith'], 1)} ms;"
+            f" errors {e['errors']['end_to_end']} | {'yes' if e['met'] else '**no**'} |")
+    if "model_service_vs_monolith" in g:
+        e = g["model_service_vs_monolith"]
+        lines.append(
+            f"| model service `/predict` at {g['clients']} single-customer clients ≥ 1.5× the monolith, no errors "
+            f"| {e['ratio']:.2f}× ({LABELS.get(e['best'], e['best'])}); errors {e['errors']} "
+            f"| {'yes' if e['met'] else '**no**'} |")
+    if "bulk" in g:
+        e = g["bulk"]
+        lines.append(f"| bulk ≥ 500,000 customers/s through the batch path | {e['customers_per_s']:,} customers/s "
+                     f"| {'yes' if e['met'] else '**no**'} |")
+    lines.append("")
+    lines += headline(results)
+
+    lines += ["## Closed loop (wrk)", "", f"![Throughput and p99 per system and concurrency]({images}load.png)", "",
+              f"![CPU and peak memory per process at the highest concurrency]({images}resources.png)", "",
+              "| system | clients | req/s | p50 ms | p95 ms | p99 ms | errors | CPU (cores) | other CPU "
+              "| peak memory (MiB) |",
+              "|---|---:|---:|---:|---:|---:|---:|---|---:|---|"]
+    for key in ORDER:
+        for c in s["clients"]:
+            p = _point(results, key, c)
+            if p:
+                cpu, mem = _resources(p)
+                lat = p["latency_ms"]
+                lines.append(f"| {LABELS[key]} | {c} | {_fmt(p['throughput_rps'])} | {_fmt(lat['p50'], 1)} | "
+                             f"{_fmt(lat['p95'], 1)} | {_fmt(lat['p99'], 1)} | {_errors(p)} | {cpu} | {_other(p)} "
+                             f"| {mem} |")
+    lines.append("")
+    fixed = [p for key in ORDER for p in results["load"] if p["key"] == key and p["mode"] == "fixed_rate"]
+    if fixed:
+        lines += [f"## Fixed rate (locust, {s['fixed_rate_rps']:g} requests/s offered)", "",
+                  "| system | offered req/s | served req/s | p50 ms | p95 ms | p99 ms | errors | CPU (cores) "
+                  "| other CPU |",
+                  "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
+        for p in fixed:
+            lat = p["latency_ms"]
+            lines.append(f"| {LABELS[p['key']]} | {_fmt(p['offered_rps'])} | {_fmt(p['throughput_rps'])} | "
+                         f"{_fmt(lat.get('p50'), 1)} | {_fmt(lat.get('p95'), 1)} | {_fmt(lat.get('p99'), 1)} | "
+                         f"{_errors(p)} | {_resources(p)[0]} | {_other(p)} |")
+        lines.append("")
+    bulk = results.get("bulk")
+    if bulk:
+        lines += ["## Bulk (one request, model service with 1 worker)", "",
+                  "| path | customers | request MB | seconds (each run) | customers/s |", "|---|---:|---:|---|---:|"]
+        for b in bulk["paths"]:
+            name = f"`{b['path']}`" + (" (the batch path)" if b["headline"] else "")
+            lines.append(f"| {name} | {b['customers']:,} | {b['request_mb']} | "
+                         f"{', '.join(f'{t:.3f}' for t in b['seconds'])} | {b['customers_per_s']:,} |")
+        lines.append("")
+    lines += _experiments_md(results, images=images)
+    if results.get("skipped"):
+        lines += ["## Not run", ""] + [f"- {k}: {v}" for k, v in results["skipped"].items()] + [""]
+    return "\n".join(lines)
+
+
+def headline(results: dict[str, Any]) -> list[str]:
+    """The run in a few sentences, with its numbers: what docs/ARCHITECTURE.md quotes."""
+    top = max(results["settings"]["clients"])
+    point = lambda key, clients=top: _point(results, key, clients)  # noqa: E731
+    rps = lambda p: _fmt(p["throughput_rps"])  # noqa: E731
+    p99 = lambda p: _fmt(p["latency_ms"]["p99"], 1)  # noqa: E731
+    mono, e2e = point("monolith"), point("end_to_end")
+    mono1, e2e1 = point("monolith", 1), point("end_to_end", 1)
+    out = ["## In a few sentences", ""]
+    if mono and e2e:
+        ratio = e2e["throughput_rps"] / max(mono["throughput_rps"], 1e-9)
+        out.append(
+            f"- **End to end vs the monolith, {top} clients, `/avaliar`:** {rps(e2e)} vs {rps(mono)} requests/s "
+            f"({ratio:.2f}×); p99 {p99(e2e)} vs {p99(mono)} ms; errors {e2e['errors']['total']} vs "
+            f"{mono['errors']['total']}. The new path does more per request: business rules, a decision record "
+            "committed to SQLite before answering, and a second process behind an HTTP hop.")
+    if mono and e2e and mono["throughput_rps"] and e2e["throughput_rps"]:
+        per = lambda p, role: 1000 * p["resources"].get(role, {}).get("cpu_cores", 0.0) / p["throughput_rps"]  # noqa: E731
+        api, model = per(e2e, "evaluation_api"), per(e2e, "model_service")
+        out.append(
+            f"- **CPU per evaluation at {top} clients:** {per(mono, 'monolith'):.2f} ms in the monolith; "
+            f"{api + model:.2f} ms end to end ({api:.2f} ms in the evaluation API, {model:.2f} ms in the model "
+            f"service). The evaluation API runs as one process here: about {1000 / max(api, 1e-9):,.0f} evaluations/s "
+            "is its ceiling whatever the model service does; more API processes or replicas raise it.")
+    if mono1 and e2e1:
+        a, b = e2e1["latency_ms"]["p50"], mono1["latency_ms"]["p50"]
+        out.append(
+            f"- **What the extra hop costs a lone request (1 client):** p50 {a:.2f} ms end to end vs {b:.2f} ms in "
+            f"the monolith (+{a - b:.2f} ms: the hop, the batching window, the rules and the record's commit).")
+    g = goals(results)
+    if "model_service_vs_monolith" in g:
+        e = g["model_service_vs_monolith"]
+        best = point(e["best"])
+        out.append(
+            f"- **The model service alone, {top} single-customer clients:** {rps(best) if best else '–'} requests/s "
+            f"at best ({LABELS.get(e['best'], e['best'])}), {e['ratio']:.2f}× the monolith.")
+    on, off = point("model_service_batching_on_1w"), point("model_service_batching_off_1w")
+    if on and off:
+        out.append(
+            f"- **What adaptive batching buys (1 worker, {top} clients):** {rps(on)} vs {rps(off)} requests/s, "
+            f"p99 {p99(on)} vs {p99(off)} ms.")
+    if "bulk" in g:
+        customers = _bulk_headline(results)["customers"]  # type: ignore[index]
+        out.append(f"- **Bulk:** {g['bulk']['customers_per_s']:,} customers/s for {customers:,} customers in one "
+                   "request through the batch path.")
+    ex = results.get("experiments", {})
+    f = ex.get("fault")
+    if f and "skipped" not in f:
+        rec = f["recovery"]
+        out.append(
+            f"- **Fault isolation:** with the model service killed, evaluations failed in "
+            f"{f['while_down']['failure_latency_ms']['p50']} ms (p50) with {_statuses(f['while_down']['by_status'])}; "
+            f"the form answered {_statuses(f['timeline']['pages']['/']['by_status'])}; evaluations were back "
+            f"{rec['first_success_after_model_ready_s']} s after the model service was ready "
+            f"({rec['evaluations_unavailable_s']} s without evaluations in all, most of it the model service's own "
+            f"start, {rec['model_service_start_s']} s); records equal successful responses: "
+            f"{'yes' if f['records']['equal'] else '**no**'}.")
+    r = ex.get("rollout")
+    if r and "skipped" not in r:
+        out.append(
+            f"- **Model rollout:** {r['failed_requests']} failed requests of {r['summary']['requests']:,}; every "
+            f"record names the version that made it: {'yes' if r['versions_check']['ok'] else '**no**'}.")
+    sc = ex.get("scaling")
+    if sc and "skipped" not in sc and len(sc["runs"]) == 2:
+        a, b = sc["runs"]
+        out.append(
+            f"- **Independent scaling:** model service at 1 → 2 workers, end to end at {sc['clients']} clients: "
+            f"{rps(a)} → {rps(b)} requests/s, p99 {p99(a)} → {p99(b)} ms.")
+    return [*out, ""]
+
+
+def _other(p: dict[str, Any]) -> str:
+    m = p.get("machine_cpu")
+    return f"{m['other_cores']:.2f}" if m else "–"
+
+
+def _errors(p: dict[str, Any]) -> str:
+    e = p["errors"]
+    if not e["total"]:
+        return "0"
+    detail = [f"{k}: {v}" for k, v in e["by_status"].items()]
+    socket = e["socket"] if isinstance(e["socket"], int) else sum(e["socket"].values())
+    if socket:
+        detail.append(f"socket: {socket}")
+    return f"{e['total']} ({', '.join(detail)})"
+
+
+def _experiments_md(results: dict[str, Any], *, images: str) -> list[str]:
+    ex = results.get("experiments", {})
+    lines: list[str] = []
+    f = ex.get("fault")
+    if f and "skipped" not in f:
+        ev, down, rec, recs = f["events"], f["while_down"], f["recovery"], f["records"]
+        pages = f["timeline"]["pages"]
+        lines += [
+            "## Fault isolation", "",
+            f"{f['rate_rps']:g} evaluations/s (`{f['path']}`, locust), model service killed (SIGKILL) at "
+            f"{ev['kill']} s, started again at {ev['restart']} s, ready at {ev['model_ready']} s.",
+            "", f"![Fault isolation timeline]({images}fault.png)", "",
+            "| what | measured |", "|---|---|",
+            f"| evaluations while the model service was down | {down['requests']:,}, of which failed "
+            f"{down['failed']:,} ({_statuses(down['by_status'])}) |",
+            f"| how fast they failed (p50 / p99 / max) | {down['failure_latency_ms']['p50']} / "
+            f"{down['failure_latency_ms']['p99']} / {down['failure_latency_ms']['max']} ms |",
+            f"| the form `/` and `/healthz` during the run | {_statuses(pages['/']['by_status'])}; "
+            f"{_statuses(pages['/healthz']['by_status'])} |",
+            f"| `/readyz` during the run | {_statuses(pages['/readyz']['by_status'])} |",
+            f"| model service start (restart → ready) | {rec['model_service_start_s']} s |",
+            f"| first successful evaluation after the model was ready | {rec['first_success_after_model_ready_s']} s |",
+            f"| evaluations unavailable (last success before → first after) | {rec['evaluations_unavailable_s']} s |",
+            f"| successful responses / decision records | {recs['successful_responses']:,} / {recs['records']:,} |",
+            f"| successes without a record; records without a success; incomplete records | "
+            f"{recs['successes_without_record']}; {recs['records_without_success']}; {recs['incomplete_records']} |",
+            "",
+        ]
+    r = ex.get("rollout")
+    if r and "skipped" not in r:
+        vc, recs, ev = r["versions_check"], r["records"], r["events"]
+        lines += [
+            "## Model rollout (blue/green)", "",
+            f"{r['rate_rps']:g} evaluations/s (`{r['path']}`, locust). Switch: {r['switch']}. Training started at "
+            f"{ev['train']} s (took {r['train_s']} s), import {r['import_s']} s, green ready at {ev['green_ready']} s, "
+            f"blue stopped at {ev['blue_stopped']} s.", "", f"![Model rollout timeline]({images}rollout.png)", "",
+            "| what | measured |", "|---|---|",
+            f"| requests / failed | {r['summary']['requests']:,} / {r['failed_requests']} |",
+            f"| requests blue dropped while stopping, resent to green by nginx | {r.get('resent_by_switch', '–')} |",
+            f"| latency p50 / p99 over the whole run | {r['summary']['latency_ms'].get('p50')} / "
+            f"{r['summary']['latency_ms'].get('p99')} ms |",
+            f"| records by version | {', '.join(f'`{k}`: {v:,}' for k, v in vc['records_by_version'].items())} "
+            f"(blue `{r['versions']['blue']}`, green `{r['versions']['green']}`) |",
+            f"| successful responses / records; incomplete | {recs['successful_responses']:,} / {recs['records']:,}; "
+            f"{recs['incomplete_records']} |",
+            f"| records naming an unknown version; naming another version than their response | "
+            f"{vc['unknown_version']}; {vc['record_differs_from_response']} |",
+            f"| records whose segment and distances are not what the named version computes | "
+            f"{vc['record_not_from_named_version']} (the other version would have given other distances for "
+            f"{vc['records_other_version_gives_other_distances']:,} of them, another segment for "
+            f"{vc['records_other_version_gives_other_segment']:,}) |",
+            "",
+        ]
+    sc = ex.get("scaling")
+    if sc and "skipped" not in sc:
+        lines += ["## Independent scaling", "",
+                  f"End to end (`/avaliar`), {sc['clients']} clients (wrk), {sc['duration_s']:g} s each; only the "
+                  "model service's workers change.", "", f"![Independent scaling]({images}scaling.png)", "",
+                  "| model service workers | req/s | p50 ms | p99 ms | errors | CPU (cores) | other CPU "
+                  "| peak memory (MiB) |",
+                  "|---:|---:|---:|---:|---:|---|---:|---|"]
+        for run in sc["runs"]:
+            cpu, mem = _resources(run)
+            lat = run["latency_ms"]
+            lines.append(f"| {run['model_workers']} | {_fmt(run['throughput_rps'])} | {_fmt(lat['p50'], 1)} | "
+                         f"{_fmt(lat['p99'], 1)} | {_errors(run)} | {cpu} | {_other(run)} | {mem} |")
+        lines.append("")
+    return lines
+
+
+def _statuses(by_status: dict[str, int]) -> str:
+    return ", ".join(f"{v:,}× {k}" for k, v in by_status.items()) or "none"
+
+
+# --- charts -----------------------------------------------------------------------------------------
+
+COLORS = {"monolith": "#7f7f7f", "end_to_end": "#1f77b4", "model_service_batching_on_1w": "#2ca02c",
+          "model_service_batching_on_2w": "#98df8a", "model_service_batching_off_1w": "#d62728",
+          "model_service_batching_off_2w": "#ff9896"}
+
+
+def chart_load(results: dict[str, Any], out: Path) -> None:
+    keys = [k for k in ORDER if any(p["key"] == k for p in results["load"])]
+    clients = results["settings"]["clients"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
+    width = 0.8 / max(len(keys), 1)
+    for i, key in enumerate(keys):
+        xs = [j + i * width for j in range(len(clients))]
+        pts = [_point(results, key, c) for c in clients]
+        ax1.bar(xs, [p["throughput_rps"] if p else 0 for p in pts], width, label=LABELS[key], color=COLORS[key])
+        ax2.bar(xs, [p["latency_ms"]["p99"] if p else 0 for p in pts], width, label=LABELS[key], color=COLORS[key])
+    for ax, title, unit in ((ax1, "Throughput (successful responses)", "requests/s"), (ax2, "p99 latency", "ms")):
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(clients))],
+                      [f"{c} client{'s' if c > 1 else ''}" for c in clients])
+        ax.set_title(title)
+        ax.set_ylabel(unit)
+        ax.grid(axis="y", alpha=0.3)
+    ax2.set_yscale("log")
+    ax1.legend(fontsize=8, loc="upper left")
+    fig.suptitle("Closed loop (wrk): /avaliar for the monolith and end to end, /predict for the model service alone")
+    fig.tight_layout()
+    fig.savefig(out / "load.png", dpi=110)
+    plt.close(fig)
+
+
+def chart_resources(results: dict[str, Any], out: Path) -> None:
+    top = max(results["settings"]["clients"])
+    keys = [k for k in ORDER if _point(results, k, top)]
+    roles = ["monolith", "evaluation_api", "model_service", "load_generator"]
+    role_colors = {"monolith": "#7f7f7f", "evaluation_api": "#1f77b4", "model_service": "#2ca02c",
+                   "load_generator": "#bcbd22"}
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
+    labelled: set[str] = set()
+    for i, key in enumerate(keys):
+        p = _point(results, key, top)
+        bottom_cpu = bottom_mem = 0.0
+        for role in roles:
+            r = p["resources"].get(role) if p else None
+            if not r:
+                continue
+            label = None if role in labelled else ROLE_NAMES[role]
+            labelled.add(role)
+            ax1.bar(i, r["cpu_cores"], bottom=bottom_cpu, color=role_colors[role], label=label)
+            bottom_cpu += r["cpu_cores"]
+            if role != "load_generator":
+                ax2.bar(i, r["peak_rss_mib"], bottom=bottom_mem, color=role_colors[role], label=label)
+                bottom_mem += r["peak_rss_mib"]
+    for ax, title, unit in ((ax1, f"CPU at {top} clients", "cores (2 on this machine)"),
+                            (ax2, f"Peak memory at {top} clients", "MiB")):
+        ax.set_xticks(range(len(keys)), [SHORT[k] for k in keys], fontsize=7)
+        ax.set_title(title)
+        ax.set_ylabel(unit)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "resources.png", dpi=110)
+    plt.close(fig)
+
+
+def _events(ax: Any, events: dict[str, float], labels: dict[str, str]) -> None:
+    for i, (key, label) in enumerate(labels.items()):
+        if events.get(key) is not None:
+            ax.axvline(events[key], color="black", linestyle="--", linewidth=0.8)
+            # Alternate heights: events a fraction of a second apart would print over each other.
+            ax.text(events[key], 0.98 if i % 2 == 0 else 0.62, f" {label}", rotation=90, va="top", ha="left",
+                    fontsize=8, transform=ax.get_xaxis_transform(),
+                    bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 1})
+
+
+def chart_fault(f: dict[str, Any], out: Path) -> None:
+    series = f["timeline"]["per_second"]
+    t = [s["t"] for s in series]
+    ok = [s["ok"] for s in series]
+    failed = [sum(s["errors"].values()) for s in series]
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(11, 8), sharex=True,
+                                        gridspec_kw={"height_ratios": [3, 2, 1]})
+    ax1.bar(t, ok, width=0.9, align="edge", color="#2ca02c", label="successful evaluations (201)")
+    ax1.bar(t, failed, bottom=ok, width=0.9, align="edge", color="#d62728", label="failed evaluations (" + ", ".join(
+        sorted({k for s in series for k in s["errors"]})) + ")")
+    ax1.set_ylabel("per second")
+    ax1.legend(fontsize=8, loc="lower left")
+    ax1.set_title(f"Fault isolation: model service killed under {f['rate_rps']:g} evaluations/s")
+    mid = [x + 0.5 for x in t]  # bin t covers [t, t + 1)
+    ax2.plot(mid, [s["p50_ms"] for s in series], marker=".", label="p50")
+    ax2.plot(mid, [s["p99_ms"] for s in series], marker=".", label="p99")
+    ax2.set_yscale("log")
+    ax2.set_ylabel("latency, ms (all responses)")
+    ax2.legend(fontsize=8)
+    for i, path in enumerate(PAGES_CHART):
+        pts = f["timeline"]["pages"].get(path, {}).get("series", [])
+        ax3.scatter([p["t"] for p in pts], [i] * len(pts), s=12,
+                    c=["#2ca02c" if p["status"] == 200 else "#d62728" for p in pts])
+    ax3.set_yticks(range(len(PAGES_CHART)), PAGES_CHART)
+    ax3.set_ylim(-0.5, len(PAGES_CHART) - 0.5)
+    ax3.set_xlabel("seconds from the start of the load (green: 200, red: other)")
+    for ax in (ax1, ax2, ax3):
+        ax.grid(alpha=0.3)
+        _events(ax, f["events"], {"kill": "kill", "restart": "restart", "model_ready": "ready"} if ax is ax1 else {})
+        for key in ("kill", "restart", "model_ready"):
+            ax.axvline(f["events"][key], color="black", linestyle="--", linewidth=0.8)
+    fig.tight_layout()
+    fig.savefig(out / "fault.png", dpi=110)
+    plt.close(fig)
+
+
+PAGES_CHART = ["/", "/healthz", "/readyz"]
+
+
+def chart_rollout(r: dict[str, Any], out: Path) -> None:
+    vs = r["per_second_versions"]
+    series = r["timeline"]["per_second"]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    t = [v["t"] for v in vs]
+    blue = [v["blue"] for v in vs]
+    green = [v["green"] for v in vs]
+    ax1.bar(t, blue, width=0.9, align="edge", color="#1f77b4", label=f"answered by blue ({r['versions']['blue']})")
+    ax1.bar(t, green, bottom=blue, width=0.9, align="edge", color="#2ca02c",
+            label=f"answered by green ({r['versions']['green']})")
+    failed_t = [s["t"] for s in series if s["errors"]]
+    failed_n = [sum(s["errors"].values()) for s in series if s["errors"]]
+    if failed_t:
+        ax1.bar(failed_t, failed_n, width=0.9, align="edge", color="#d62728", label="failed")
+    ax1.set_ylabel("evaluations per second")
+    ax1.set_title(f"Model rollout under {r['rate_rps']:g} evaluations/s: {r['failed_requests']} failed requests")
+    ax1.legend(fontsize=8, loc="lower left")
+    mid = [s["t"] + 0.5 for s in series]  # bin t covers [t, t + 1)
+    ax2.plot(mid, [s["p50_ms"] for s in series], marker=".", label="p50")
+    ax2.plot(mid, [s["p99_ms"] for s in series], marker=".", label="p99")
+    ax2.set_yscale("log")
+    ax2.set_ylabel("latency, ms")
+    ax2.set_xlabel("seconds from the start of the load")
+    ax2.legend(fontsize=8)
+    labels = {"train": "train", "import": "import", "green_start": "start green", "green_ready": "green ready",
+              "blue_stopped": "stop blue"}
+    _events(ax1, r["events"], labels)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    for key in labels:
+        ax2.axvline(r["events"][key], color="black", linestyle="--", linewidth=0.8)
+    fig.tight_layout()
+    fig.savefig(out / "rollout.png", dpi=110)
+    plt.close(fig)
+
+
+def chart_scaling(sc: dict[str, Any], out: Path) -> None:
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    roles = ["evaluation_api", "model_service", "load_generator"]
+    role_colors = {"evaluation_api": "#1f77b4", "model_service": "#2ca02c", "load_generator": "#bcbd22"}
+    for run, color in zip(sc["runs"], ("#1f77b4", "#ff7f0e"), strict=False):
+        per = run["per_second"]
+        if per:
+            t0 = per[0]["t"]
+            # wrk's first and last one-second bins are partial
+            ax1.plot([p["t"] - t0 for p in per][1:-1], [p["ok"] for p in per][1:-1], marker="o", color=color,
+                     label=f"model service {run['model_workers']} worker(s): {run['throughput_rps']:,.0f} req/s, "
+                           f"p99 {run['latency_ms']['p99']:.0f} ms")
+    ax1.set_xlabel("seconds")
+    ax1.set_ylabel("successful /avaliar per second")
+    ax1.set_ylim(bottom=0)
+    ax1.set_title(f"End to end, {sc['clients']} clients: only the model service's workers change")
+    ax1.legend(fontsize=8, loc="lower right")
+    ax1.grid(alpha=0.3)
+    for i, run in enumerate(sc["runs"]):
+        bottom = 0.0
+        for role in roles:
+            r = run["resources"].get(role)
+            if r:
+                ax2.bar(i, r["cpu_cores"], bottom=bottom, color=role_colors[role],
+                        label=ROLE_NAMES[role] if i == 0 else None)
+                bottom += r["cpu_cores"]
+    ax2.set_xticks(range(len(sc["runs"])), [f"{r['model_workers']} worker(s)" for r in sc["runs"]])
+    ax2.set_ylabel("CPU, cores")
+    ax2.set_title("Where the CPU goes")
+    ax2.legend(fontsize=8)
+    ax2.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "scaling.png", dpi=110)
+    plt.close(fig)
+
+
+BEGIN = ("<!-- BEGIN GENERATED by benchmarks/report.py from docs/results/results.json: "
+         "edit the generator, not this block -->")
+END = "<!-- END GENERATED -->"
+
+
+def splice(doc: Path, results: dict[str, Any], *, images: str) -> bool:
+    """Replace the generated block of doc (between BEGIN and END) with this run's summary; False if it has none."""
+    text = doc.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        return False
+    summary = markdown(results, images=images).splitlines()
+    # Below the document's own "## Results": drop the title, move every heading one level down.
+    body = [("#" + line) if line.startswith("##") else line for line in summary[1:]]
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    doc.write_text(text[:start] + "\n" + "\n".join(body).strip() + "\n\n" + text[end:], encoding="utf-8")
+    return True
+
+
+def write(results: dict[str, Any], *, out_dir: Path, doc: Path | None = None) -> None:
+    """summary.md and the charts, from results (also stored in results.json by the caller); with doc,
+    also the generated block of that document (docs/ARCHITECTURE.md), its charts linked from results/."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = {**results, "goals": goals(results)}
+    (out_dir / "summary.md").write_text(markdown(results), encoding="utf-8")
+    if doc is not None:
+        splice(doc, results, images=f"{out_dir.resolve().relative_to(doc.parent.resolve())}/")
+    if results["load"]:
+        chart_load(results, out_dir)
+        chart_resources(results, out_dir)
+    ex = results.get("experiments", {})
+    if ex.get("fault") and "skipped" not in ex["fault"]:
+        chart_fault(ex["fault"], out_dir)
+    if ex.get("rollout") and "skipped" not in ex["rollout"]:
+        chart_rollout(ex["rollout"], out_dir)
+    if ex.get("scaling") and "skipped" not in ex["scaling"]:
+        chart_scaling(ex["scaling"], out_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=DOCS / "results",
+                        help="where results.json is (default: docs/results)")
+    parser.add_argument("--doc", type=Path, default=None,
+                        help="a document whose generated block to refresh (default: docs/ARCHITECTURE.md when --out is "
+                             "docs/results)")
+    args = parser.parse_args(argv)
+    doc = args.doc or (ARCHITECTURE if args.out.resolve() == (DOCS / "results").resolve() else None)
+    write(json.loads((args.out / "results.json").read_text(encoding="utf-8")), out_dir=args.out, doc=doc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

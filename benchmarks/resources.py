@@ -42,6 +42,14 @@ class Sampler:
         self._thread = threading.Thread(target=self._run, name="resource-sampler", daemon=True)
         self._started = 0.0
         self._elapsed = 0.0
+        self._machine_first: tuple[float, float] = (0.0, 0.0)  # (busy, total) CPU seconds, all cores
+        self._machine_last: tuple[float, float] = (0.0, 0.0)
+
+    @staticmethod
+    def _machine() -> tuple[float, float]:
+        t = psutil.cpu_times()
+        total = sum(t)
+        return total - t.idle - getattr(t, "iowait", 0.0), total
 
     def _sample(self, *, first: bool) -> None:
         for role in self._roles.values():
@@ -66,6 +74,7 @@ class Sampler:
             self._sample(first=False)
 
     def __enter__(self) -> Sampler:
+        self._machine_first = self._machine()
         self._sample(first=True)
         self._started = time.monotonic()
         self._thread.start()
@@ -75,7 +84,18 @@ class Sampler:
         self._stop.set()
         self._thread.join()
         self._sample(first=False)
+        self._machine_last = self._machine()
         self._elapsed = time.monotonic() - self._started
+
+    def machine(self) -> dict[str, float]:
+        """The whole machine over the window: cores busy, and the part not used by the sampled processes
+        (other programs, the kernel, this harness): the noise in a point."""
+        busy = self._machine_last[0] - self._machine_first[0]
+        cores = psutil.cpu_count() or 1
+        wall = (self._machine_last[1] - self._machine_first[1]) / cores
+        busy_cores = busy / wall if wall else 0.0
+        ours = sum(r["cpu_cores"] for r in self.results().values())
+        return {"busy_cores": round(busy_cores, 2), "other_cores": round(max(busy_cores - ours, 0.0), 2)}
 
     def results(self) -> dict[str, dict[str, Any]]:
         out = {}

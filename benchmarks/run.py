@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -86,10 +86,24 @@ def _load_points(system: System, *, clients: list[int], duration_s: float, rate_
         points.append(point)
     if rate_rps:
         point = load.fixed_rate(system, rate_rps=rate_rps, users=rate_users, duration_s=duration_s, workdir=workdir)
-        log(f"  fixed {rate_rps:.0f}/s: {point['throughput_rps']:>7.0f} req/s, p50 {point['latency_ms'].get('p50')} ms, "
+        log(f"  fixed {rate_rps:.0f}/s: {point['throughput_rps']:>7.0f} req/s, "
+            f"p50 {point['latency_ms'].get('p50')} ms, "
             f"p99 {point['latency_ms'].get('p99')} ms, errors {point['errors']['total']}")
         points.append(point)
     return points
+
+
+def _bulk(system: System, *, customers: int, smoke: bool) -> dict[str, Any]:
+    """The portfolio through the batch path (the headline), then through /predict for comparison."""
+    out: dict[str, Any] = {"config": system.config, "paths": []}
+    for name in bulk.BULK_PATHS:
+        headline = name == bulk.HEADLINE
+        log(f"bulk: {customers:,} customers in one request to {bulk.BULK_PATHS[name].path}")
+        result = bulk.run(url=system.url, n_customers=customers, path_name=name,
+                          repeats=3 if headline and not smoke else 1, warm_up=headline)
+        log(f"  {result['customers_per_s']:,} customers/s (median of {len(result['seconds'])})")
+        out["paths"].append({**result, "headline": headline})
+    return out
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -148,10 +162,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                               rate_users=args.rate_users, workdir=work):
                         results["load"].append({"key": key, **point})
                     if key == "model_service_batching_on_1w" and "bulk" in sections:
-                        log(f"bulk: {args.bulk_customers:,} customers in one request")
-                        results["bulk"] = bulk.run(url=system.url, n_customers=args.bulk_customers,
-                                                   repeats=1 if smoke else 3)
-                        log(f"  {results['bulk']['customers_per_s']:,} customers/s")
+                        results["bulk"] = _bulk(system, customers=args.bulk_customers, smoke=smoke)
 
         section("load", load_section)
 
@@ -159,8 +170,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if results["bulk"] is not None:
                 return
             with systems.model_service(log_dir=work, workers=1, batching=True) as system:
-                results["bulk"] = bulk.run(url=system.url, n_customers=args.bulk_customers, repeats=1 if smoke else 3)
-                log(f"  {results['bulk']['customers_per_s']:,} customers/s")
+                results["bulk"] = _bulk(system, customers=args.bulk_customers, smoke=smoke)
 
         section("bulk", bulk_section)
 
@@ -185,24 +195,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results go (default: docs/results)")
-    parser.add_argument("--only", default="", help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
-    parser.add_argument("--smoke", action="store_true", help="a few seconds per system, fewer systems: checks that the harness works")
-    parser.add_argument("--duration", type=float, default=0.0, help="seconds per load point (default 6; 2 with --smoke)")
-    parser.add_argument("--rate", type=float, default=400.0, help="the fixed (paced) rate in requests/s (default 400)")
-    parser.add_argument("--rate-users", type=int, default=64, help="locust users sharing the fixed rate (default 64)")
-    parser.add_argument("--bulk-customers", type=int, default=100_000, help="customers in the bulk request (default 100,000)")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="training CSV for the rollout experiment")
-    parser.add_argument("--workdir", type=Path, default=None, help="parent of the temporary work directory (default: system temp)")
-    parser.add_argument("--keep-workdir", action="store_true", help="keep server logs and load-tool files")
+    add = parser.add_argument
+    add("--out", type=Path, default=DEFAULT_OUT, help="where results go (default: docs/results)")
+    add("--only", default="", help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
+    add("--smoke", action="store_true", help="a few seconds per system, fewer systems: checks that the harness works")
+    add("--duration", type=float, default=0.0, help="seconds per load point (default 6; 2 with --smoke)")
+    add("--rate", type=float, default=400.0, help="the fixed (paced) rate in requests/s (default 400)")
+    add("--rate-users", type=int, default=64, help="locust users sharing the fixed rate (default 64)")
+    add("--bulk-customers", type=int, default=100_000, help="customers in the bulk request (default 100,000)")
+    add("--data", type=Path, default=DEFAULT_DATA, help="training CSV for the rollout experiment")
+    add("--workdir", type=Path, default=None, help="parent of the temporary work directory (default: system temp)")
+    add("--keep-workdir", action="store_true", help="keep server logs and load-tool files")
     args = parser.parse_args(argv)
     if args.smoke and args.bulk_customers == 100_000:
         args.bulk_customers = 2_000
 
     results = run(args)
+    results["goals"] = report.goals(results)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    report.write(results, out_dir=args.out)
+    # The architecture document quotes the real run, never a smoke run or one written elsewhere.
+    publish = not args.smoke and args.out.resolve() == DEFAULT_OUT.resolve()
+    report.write(results, out_dir=args.out, doc=report.ARCHITECTURE if publish else None)
     log(f"done in {results['elapsed_s']:.0f}s; results in {args.out}")
     return 0
 

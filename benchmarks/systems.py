@@ -67,8 +67,10 @@ def monolith_server(*, log_dir: Path) -> Server:
               "--no-access-log"],
         port=port,
         ready_path="/openapi.json",  # the original had no health endpoint; FastAPI's schema route answers once it is up
-        env=servers.project_env(),
-        log_path=log_dir / f"monolith-{port}.log",  # its two prints per request go here
+        # Its two prints per request go to this log, unbuffered as in a container's console, whatever
+        # the caller's environment says.
+        env=servers.project_env(PYTHONUNBUFFERED="1"),
+        log_path=log_dir / f"monolith-{port}.log",
     )
 
 

@@ -45,7 +45,8 @@ def start(
     spawn_rate = users * rate_per_user if rate_per_user > 0 else total_users
     args = [
         str(Path(sys.executable).parent / "locust"), "-f", str(LOCUSTFILE), "--headless", "--host", url,
-        "-u", str(total_users), "-r", f"{max(spawn_rate, 1.0):g}", "-t", f"{math.ceil(duration_s)}s", "--stop-timeout", "3",
+        "-u", str(total_users), "-r", f"{max(spawn_rate, 1.0):g}", "-t", f"{math.ceil(duration_s)}s",
+        "--stop-timeout", "3",
         "--only-summary", "--loglevel", "WARNING", *user_classes,
     ]
     with open(workdir / f"{name}-locust.log", "wb") as out:

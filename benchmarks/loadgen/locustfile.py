@@ -21,7 +21,8 @@ from typing import Any
 from locust import FastHttpUser, constant, constant_throughput, events, task
 from locust.runners import MasterRunner
 
-_bodies = [json.dumps(b).encode() for b in json.load(open(os.environ["BENCH_BODIES"], encoding="utf-8"))]
+with open(os.environ["BENCH_BODIES"], encoding="utf-8") as _f:
+    _bodies = [json.dumps(b).encode() for b in json.load(_f)]
 _counter = itertools.count()
 _rate = float(os.environ.get("BENCH_RATE", "0"))
 _capture = os.environ.get("BENCH_CAPTURE") == "1"
@@ -45,6 +46,7 @@ def _keep(request_type: str, name: str, response_time: float, response: Any, con
 
 
 @events.test_stop.add_listener
+@events.quitting.add_listener
 def _write(environment: Any, **_: Any) -> None:
     if isinstance(environment.runner, MasterRunner):
         return

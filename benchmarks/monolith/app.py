@@ -42,7 +42,7 @@ async def avaliar(cliente: Cliente) -> dict[str, object]:
     )
     # The original printed the input and the prediction on every request; that is part of what it
     # cost per request, so the baseline keeps both prints.
-    print(dados)  # noqa: T201
+    print(dados)
     cluster = int(modelo.predict(dados)[0])
-    print(cluster)  # noqa: T201
+    print(cluster)
     return {"nome": cliente.name, "cluster": cluster, "resposta": respostas[cluster]}
