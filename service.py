@@ -39,7 +39,6 @@ from models.segments import SEGMENTS
 #   it is generous; a client in a hurry has its own, shorter deadline (the evaluation API: 2 s).
 MAX_BATCH_SIZE = 100_000
 MAX_LATENCY_MS = 5_000
-BULK_MAX_BATCH_SIZE = 1_000_000
 # Off only to measure what batching buys (benchmarks/): the same contract, one call per request.
 BATCHING = os.environ.get("MODEL_SERVICE_BATCHING", "true") != "false"
 
@@ -201,6 +200,11 @@ class CreditCardSegmentation:
         # Objects loaded so far live as long as the process: keep them out of the GC's scans,
         # which otherwise show as p99 spikes even at one client.
         gc.freeze()
+        # A young-generation pass every 100,000 allocations instead of 700: parsing a portfolio or
+        # 64 concurrent requests allocates that many short-lived objects, and each pass also walks
+        # what survived. Measured after a load run: a 100k-customer /predict_bulk 0.18-0.25 s -> 0.135 s,
+        # and 64 single-customer clients on 1 worker ~1,350 -> ~1,880 req/s, p99 ~160 -> ~50 ms.
+        gc.set_threshold(100_000, 50, 100)
 
     def _predict(self, X: np.ndarray) -> list[Prediction]:
         if len(X) == 0:
@@ -224,7 +228,9 @@ class CreditCardSegmentation:
         ).reshape(-1, len(FEATURES))
         return self._predict(X)
 
-    @bentoml.api(batchable=True, max_batch_size=BULK_MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)
+    # Not batchable: a portfolio is already a batch, and BentoML's batcher would only add its wait and
+    # its deadline (a request larger than its estimate is shed with 503).
+    @bentoml.api(batchable=False)
     def predict_bulk(self, features: Portfolio) -> np.ndarray:
         """A portfolio in one call: one row per customer, the five features in order; returns each
         customer's segment id (keys in /metadata). A lean encoding for large requests: no per-customer
