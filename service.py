@@ -67,6 +67,9 @@ class PredictInput(bentoml.IODescriptor):
     customers: list[Customer]
 
 
+_LARGEST_INT = 10**308
+
+
 def _rows_of_numbers(value: Any) -> Any:
     # Before numpy sees it: numpy would turn "1", true or a flat row into floats without a word.
     if not isinstance(value, list):
@@ -75,8 +78,13 @@ def _rows_of_numbers(value: Any) -> Any:
         if not isinstance(row, list) or len(row) != len(FEATURES):
             raise ValueError(f"features[{i}] must be a row of {len(FEATURES)} numbers ({', '.join(FEATURES)})")
         for j, x in enumerate(row):
-            if type(x) not in (int, float):
-                raise ValueError(f"features[{i}][{j}] ({FEATURES[j]}) must be a number, got {type(x).__name__}")
+            kind = type(x)
+            if kind is float:
+                continue
+            if kind is not int:
+                raise ValueError(f"features[{i}][{j}] ({FEATURES[j]}) must be a number, got {kind.__name__}")
+            if not -_LARGEST_INT < x < _LARGEST_INT:  # JSON integers are unbounded; float64 is not
+                raise ValueError(f"features[{i}][{j}] ({FEATURES[j]}) must be a finite number >= 0")
     return value
 
 

@@ -296,3 +296,13 @@ def test_a_bad_bulk_request_does_not_fail_the_requests_batched_with_it(model_ser
 
 def _status_and_text(response: httpx.Response) -> tuple[int, str]:
     return response.status_code, response.text
+
+
+def test_bulk_refuses_an_integer_too_large_for_a_float(model_service_server: Server) -> None:
+    """JSON integers are unbounded: 10**400 must be a 400 naming the cell, not a 500 from numpy."""
+    body = '{"features": [[1' + "0" * 400 + ", 1, 1, 1, 1]]}"
+    response = httpx.post(
+        f"{model_service_server.url}/predict_bulk", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert "features[0][0]" in response.text
