@@ -137,6 +137,35 @@ MODEL_TAG = str(bentoml.models.get(os.environ.get("MODEL_TAG") or _default_model
 MODEL_VERSION = MODEL_TAG.split(":", 1)[1]
 
 
+class JsonBodiesOnly:
+    """ASGI middleware: a POST whose Content-Type is not JSON gets 415 before BentoML parses it.
+
+    BentoML also parses multipart and form bodies, and answers a malformed multipart request (no
+    boundary) with a 500; our APIs take JSON only, so anything else is the client's error."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            content_type = next((v for k, v in scope["headers"] if k == b"content-type"), b"application/json")
+            if content_type.split(b";")[0].strip().lower() != b"application/json":
+                body = json.dumps({"error": "Content-Type must be application/json"}).encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 415,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
 class ModelVersionHeader:
     """ASGI middleware: every response names the model version that made it (X-Model-Version).
 
@@ -262,6 +291,7 @@ class CreditCardSegmentation:
 
 
 CreditCardSegmentation.add_asgi_middleware(ModelVersionHeader)
+CreditCardSegmentation.add_asgi_middleware(JsonBodiesOnly)
 
 # BentoML 1.4 derives a list output's media type from its JSON schema, which it regenerates (a new
 # pydantic TypeAdapter) on every response: 42% of a worker's time at 64 clients, measured with

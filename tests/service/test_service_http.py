@@ -306,3 +306,13 @@ def test_bulk_refuses_an_integer_too_large_for_a_float(model_service_server: Ser
     )
     assert response.status_code == 400, response.text
     assert "features[0][0]" in response.text
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data", "application/x-www-form-urlencoded", "text/plain"])
+def test_a_body_that_is_not_json_is_415_never_500(model_service_server: Server, content_type: str) -> None:
+    """BentoML parses multipart itself and answered a multipart body without a boundary with 500."""
+    for path in ("/predict", "/predict_bulk"):
+        response = httpx.post(
+            f"{model_service_server.url}{path}", content=b'{"customers": []}', headers={"content-type": content_type}
+        )
+        assert response.status_code == 415, (path, response.text)
