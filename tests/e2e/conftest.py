@@ -5,7 +5,6 @@ records what the browser complains about."""
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ EVALUATION_API_START_S = 120
 @pytest.fixture(scope="module")
 def model_service(artifacts_dir: Path) -> Iterator[servers.Server]:
     """This module's own model service: a test kills it."""
-    server = _start(servers.model_service(log_dir=artifacts_dir), timeout=MODEL_SERVICE_START_S)
+    server = servers.model_service(log_dir=artifacts_dir).start(timeout=MODEL_SERVICE_START_S)
     try:
         yield server
     finally:
@@ -48,24 +47,14 @@ def evaluation_api(
 ) -> Iterator[servers.Server]:
     """This module's own evaluation API (which serves the form at /), on a fresh SQLite file."""
     db = tmp_path_factory.mktemp("e2e-db") / "evaluations.db"
-    server = _start(
-        servers.evaluation_api(model_url=model_service.url, database_url=f"sqlite:///{db}", log_dir=artifacts_dir),
-        timeout=EVALUATION_API_START_S,
-    )
+    server = servers.evaluation_api(
+        model_url=model_service.url, database_url=f"sqlite:///{db}", log_dir=artifacts_dir
+    ).start(timeout=EVALUATION_API_START_S)
     try:
         _wait_until_ready(server, timeout=EVALUATION_API_START_S)
         yield server
     finally:
         server.stop()
-
-
-def _start(server: servers.Server, *, timeout: float) -> servers.Server:
-    # Server.start() opens the log file and leaves the parent's handle to the garbage collector
-    # (the child has its own copy), which is a ResourceWarning, an error under our filterwarnings.
-    # Harmless here; the fix belongs in tests/utils/servers.py (close the handle after Popen).
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        return server.start(timeout=timeout)
 
 
 def _wait_until_ready(server: servers.Server, *, timeout: float) -> None:
