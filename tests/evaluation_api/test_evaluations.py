@@ -14,17 +14,19 @@ import pytest
 from evaluation_api.policy import Policy
 from models import MODEL_NAME
 from models.segments import SEGMENTS_BY_KEY
-from tests.utils.evaluations import MODEL_VERSION, ROOT, SEGMENT_CUSTOMERS, ModelServiceStub, TestClient, body
+from tests.utils.evaluations import (
+    MODEL_VERSION,
+    PUBLIC_FIELDS,
+    ROOT,
+    SEGMENT_CUSTOMERS,
+    SEGMENT_DECISIONS,
+    ModelServiceStub,
+    TestClient,
+    body,
+)
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
-SEGMENT_DECISIONS = {
-    "credit_purchasers_good_payers": "approved",
-    "low_limit_light_users": "approved",
-    "high_limit_revolvers": "review",
-    "cash_advance_users": "review",
-    "least_active": "denied",
-}
 
 
 def utc(text: str) -> datetime:
@@ -51,16 +53,7 @@ def test_an_evaluation_answers_201_with_exactly_the_documented_body(
     assert response.status_code == 201, response.text
     assert response.headers["content-type"] == "application/json"
     data = response.json()
-    assert set(data) == {
-        "id",
-        "decision",
-        "segment",
-        "reasons",
-        "model",
-        "policy_version",
-        "evaluated_at",
-        "request_id",
-    }
+    assert set(data) == PUBLIC_FIELDS
     assert UUID.match(data["id"])
     segment = SEGMENTS_BY_KEY["credit_purchasers_good_payers"]
     assert data["segment"] == {"id": segment.id, "key": segment.key, "description": segment.description}

@@ -13,14 +13,7 @@ import yaml
 from evaluation_api.policy import SEVERITY, Figures, Policy, PolicyError, brl, decide, load_policy
 from models.segments import SEGMENTS, SEGMENTS_BY_KEY
 from tests.evaluation_api.conftest import PACKAGED_POLICY
-
-SEGMENT_DECISIONS = {
-    "credit_purchasers_good_payers": "approved",
-    "low_limit_light_users": "approved",
-    "high_limit_revolvers": "review",
-    "cash_advance_users": "review",
-    "least_active": "denied",
-}
+from tests.utils.evaluations import SEGMENT_DECISIONS
 
 
 def figures(**overrides: float) -> Figures:

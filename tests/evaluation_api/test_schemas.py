@@ -17,7 +17,7 @@ from evaluation_api.schemas import (
     LegacyEvaluationPublic,
 )
 from evaluation_api.validation_messages import field_errors
-from tests.utils.evaluations import body
+from tests.utils.evaluations import PUBLIC_FIELDS, body
 
 
 def errors_of(
@@ -118,16 +118,7 @@ def test_field_errors_never_echoes_the_input() -> None:
 
 
 def test_the_public_schemas_have_exactly_the_documented_fields() -> None:
-    assert set(EvaluationPublic.model_fields) == {
-        "id",
-        "decision",
-        "segment",
-        "reasons",
-        "model",
-        "policy_version",
-        "evaluated_at",
-        "request_id",
-    }
+    assert set(EvaluationPublic.model_fields) == PUBLIC_FIELDS
     assert set(EvaluationRecord.model_fields) - set(EvaluationPublic.model_fields) == {
         "input",
         "distances",

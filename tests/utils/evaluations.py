@@ -215,3 +215,16 @@ def remove_app_log_handlers() -> None:
     for handler in _app_handlers():
         root.removeHandler(handler)
     root.setLevel(logging.WARNING)
+
+
+# The default policy's decision per segment (evaluation_api/policy.yaml), as the README documents it.
+SEGMENT_DECISIONS = {
+    "credit_purchasers_good_payers": "approved",
+    "low_limit_light_users": "approved",
+    "high_limit_revolvers": "review",
+    "cash_advance_users": "review",
+    "least_active": "denied",
+}
+
+# EvaluationPublic's fields, exactly as docs/API.md lists them.
+PUBLIC_FIELDS = {"id", "decision", "segment", "reasons", "model", "policy_version", "evaluated_at", "request_id"}
