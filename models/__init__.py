@@ -2,20 +2,14 @@
 
 from pathlib import Path
 
+from contract import CSV_COLUMNS, FEATURE_NAMES, MODEL_NAME, SEGMENTS
+
+__all__ = ["CARD_PATH", "CSV_COLUMNS", "FEATURES", "MODELS_DIR", "MODEL_NAME", "N_SEGMENTS", "PICKLE_PATH"]
+
 MODELS_DIR = Path(__file__).resolve().parent
 PICKLE_PATH = MODELS_DIR / "modelo_cluster_cartao_credito.pkl"
 CARD_PATH = MODELS_DIR / "model_card.json"
 
-# Name of the model in the BentoML model store (and of the model in every decision record).
-MODEL_NAME = "credit_card_segmentation"
-
-# The model's inputs, in the order the pipeline expects them, and the CSV columns they come from.
-FEATURES: tuple[str, ...] = ("balance", "purchases", "cash_advance", "credit_limit", "payments")
-CSV_COLUMNS: dict[str, str] = {
-    "balance": "BALANCE",
-    "purchases": "PURCHASES",
-    "cash_advance": "CASH_ADVANCE",
-    "credit_limit": "CREDIT_LIMIT",
-    "payments": "PAYMENTS",
-}
-N_SEGMENTS = 5
+# The model's name, inputs (in the pipeline's order) and their CSV columns: the contract's.
+FEATURES: tuple[str, ...] = FEATURE_NAMES
+N_SEGMENTS = len(SEGMENTS)

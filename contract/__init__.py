@@ -1,0 +1,75 @@
+"""The model service's contract: the customer's five figures and the five segments.
+
+Standard library only. The model service (service.py), training (models/), the evaluation API
+(evaluation_api/) and portfolio runs all derive their fields, columns and vocabulary from here, by
+name, never by position. Changing a name here is a change of contract: retrain, re-import, and
+version the API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Name of the model in BentoML's store and in every decision record.
+MODEL_NAME = "credit_card_segmentation"
+
+# Money amounts in the card's currency (R$). The ceiling keeps nonsense (1e300) out of the records
+# and the model; the largest amount in the training data is about 50,000.
+MAX_AMOUNT = 100_000_000.0
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str  # API field, model input and record column
+    csv_column: str  # the column in cc_general.csv and in portfolio files
+    description: str  # English, for the API's schema
+    label: str  # pt-BR, for the form
+    positive: bool = False  # must be > 0 (a credit limit); otherwise >= 0
+
+
+# In the order the model's pipeline takes them.
+FEATURES: tuple[Feature, ...] = (
+    Feature("balance", "BALANCE", "Balance owed (R$)", "Saldo devedor"),
+    Feature("purchases", "PURCHASES", "Purchases on credit in the period (R$)", "Compras no crédito"),
+    Feature("cash_advance", "CASH_ADVANCE", "Cash advances in the period (R$)", "Saques (adiantamentos)"),
+    Feature("credit_limit", "CREDIT_LIMIT", "Credit limit (R$)", "Limite de crédito", positive=True),
+    Feature("payments", "PAYMENTS", "Payments in the period (R$)", "Pagamentos"),
+)
+FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
+CSV_COLUMNS: dict[str, str] = {f.name: f.csv_column for f in FEATURES}
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: int  # the model's cluster id, stable across retraining (models/segments.py)
+    key: str
+    description: str  # pt-BR: shown to analysts and customers
+
+
+SEGMENTS: tuple[Segment, ...] = (
+    Segment(
+        0,
+        "high_limit_revolvers",
+        "São clientes que possuem grandes limites totais no cartão, mas não são bons "
+        "pagadores, logo, não têm muito limite disponível.",
+    ),
+    Segment(1, "cash_advance_users", "Clientes com maior preferência em usar débito e saques ao invés do crédito."),
+    Segment(
+        2,
+        "least_active",
+        "São os clientes que menos utilizam os serviços financeiros: saldo e compras baixos "
+        "e, em geral, nenhum pagamento no período.",
+    ),
+    Segment(3, "credit_purchasers_good_payers", "Utilizam muito o serviço de crédito e são bons pagadores."),
+    Segment(
+        4,
+        "low_limit_light_users",
+        "Clientes com limite baixo e saldo pequeno, que fazem compras modestas no crédito, "
+        "quase não usam saques e pagam mais do que devem.",
+    ),
+)
+SEGMENTS_BY_KEY: dict[str, Segment] = {s.key: s for s in SEGMENTS}
+SEGMENT_KEYS: tuple[str, ...] = tuple(s.key for s in SEGMENTS)
+
+DECISIONS: tuple[str, ...] = ("approved", "review", "denied")  # least to most severe
