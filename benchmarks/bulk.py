@@ -46,8 +46,9 @@ BULK_PATHS: dict[str, BulkPath] = {
 HEADLINE = "predict_bulk"
 
 
-def run(*, url: str, n_customers: int = 100_000, repeats: int = 3, path_name: str = HEADLINE,
-        warm_up: bool = True) -> dict[str, Any]:
+def run(
+    *, url: str, n_customers: int = 100_000, repeats: int = 3, path_name: str = HEADLINE, warm_up: bool = True
+) -> dict[str, Any]:
     """Send the portfolio `repeats` times (after an unmeasured warm-up); customers/s from the median time.
 
     The clock covers the whole exchange as a client sees it: sending the encoded body, the service's

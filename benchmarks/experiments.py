@@ -66,8 +66,22 @@ def _records(db_path: Path) -> dict[str, dict[str, Any]]:
 
 
 # A record is complete when every column that describes the decision is set.
-REQUIRED = ("id", "request_id", "customer_name", *FEATURES, "segment_id", "segment_key", "distances", "decision",
-            "reasons", "model_name", "model_version", "policy_version", "evaluated_at", "created_at")
+REQUIRED = (
+    "id",
+    "request_id",
+    "customer_name",
+    *FEATURES,
+    "segment_id",
+    "segment_key",
+    "distances",
+    "decision",
+    "reasons",
+    "model_name",
+    "model_version",
+    "policy_version",
+    "evaluated_at",
+    "created_at",
+)
 
 
 def _check_records(rows: list[dict[str, Any]], records: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -107,6 +121,7 @@ def _count(keys: Any) -> dict[str, int]:
 
 # --- fault isolation --------------------------------------------------------------------------------
 
+
 def fault(*, workdir: Path, smoke: bool, data_path: Path, log: Log) -> dict[str, Any]:
     """Steady load; kill the model service (SIGKILL, its whole process group), wait, start it again.
 
@@ -124,8 +139,17 @@ def fault(*, workdir: Path, smoke: bool, data_path: Path, log: Log) -> dict[str,
         api.start(timeout=60)
         systems.wait_until(api.url + "/readyz", timeout_s=30)
         run = locust_runner.start(
-            url=api.url, path=EVALUATIONS, bodies=_bodies(), users=users, rate_per_user=rate / users,
-            duration_s=300, workdir=workdir, name="fault", capture=True, pages=PAGES, page_rate=6.0,
+            url=api.url,
+            path=EVALUATIONS,
+            bodies=_bodies(),
+            users=users,
+            rate_per_user=rate / users,
+            duration_s=300,
+            workdir=workdir,
+            name="fault",
+            capture=True,
+            pages=PAGES,
+            page_rate=6.0,
         )
         try:
             settle_s = users / rate + 1.0
@@ -150,10 +174,13 @@ def fault(*, workdir: Path, smoke: bool, data_path: Path, log: Log) -> dict[str,
     posts = [r for r in rows if r["method"] == "POST"]
     t0 = posts[0]["start"] if posts else t_kill
     ok_after_kill = [r for r in posts if r["start"] >= t_kill and locust_runner.is_ok(r)]
-    last_ok_before = max((r["start"] + r["latency_ms"] / 1000 for r in posts
-                          if r["start"] < t_kill and locust_runner.is_ok(r)), default=t_kill)
-    first_ok_after = min((r["start"] + r["latency_ms"] / 1000 for r in ok_after_kill if r["start"] >= t_restart),
-                         default=None)
+    last_ok_before = max(
+        (r["start"] + r["latency_ms"] / 1000 for r in posts if r["start"] < t_kill and locust_runner.is_ok(r)),
+        default=t_kill,
+    )
+    first_ok_after = min(
+        (r["start"] + r["latency_ms"] / 1000 for r in ok_after_kill if r["start"] >= t_restart), default=None
+    )
     down_until = first_ok_after or t_ready
     failed_down = [r for r in posts if t_kill <= r["start"] < down_until and not locust_runner.is_ok(r)]
     lat = np.array([r["latency_ms"] for r in failed_down]) if failed_down else np.array([0.0])
@@ -162,16 +189,23 @@ def fault(*, workdir: Path, smoke: bool, data_path: Path, log: Log) -> dict[str,
         "rate_rps": rate,
         "users": users,
         "path": EVALUATIONS,
-        "events": {"kill": rel(t_kill), "killed": rel(t_killed), "restart": rel(t_restart), "model_ready": rel(t_ready),
-                   "end": rel(posts[-1]["start"]) if posts else None},
+        "events": {
+            "kill": rel(t_kill),
+            "killed": rel(t_killed),
+            "restart": rel(t_restart),
+            "model_ready": rel(t_ready),
+            "end": rel(posts[-1]["start"]) if posts else None,
+        },
         "summary": locust_runner.summarize(rows),
         "while_down": {
             "requests": sum(1 for r in posts if t_kill <= r["start"] < down_until),
             "failed": len(failed_down),
             "by_status": _count(str(r["status"] or "socket") for r in failed_down),
-            "failure_latency_ms": {"p50": round(float(np.percentile(lat, 50)), 1),
-                                   "p99": round(float(np.percentile(lat, 99)), 1),
-                                   "max": round(float(lat.max()), 1)},
+            "failure_latency_ms": {
+                "p50": round(float(np.percentile(lat, 50)), 1),
+                "p99": round(float(np.percentile(lat, 99)), 1),
+                "max": round(float(lat.max()), 1),
+            },
         },
         "recovery": {
             "model_service_start_s": round(t_ready - t_restart, 2),
@@ -230,8 +264,15 @@ def _nginx(*, workdir: Path, blue: int, green: int) -> Server:
     conf.write_text(NGINX_CONF.format(dir=directory, blue=blue, green=green, port=port), encoding="utf-8")
     return Server(
         name="nginx (blue/green switch)",
-        args=[shutil.which("nginx") or "nginx", "-p", str(directory), "-c", str(conf),
-              "-e", str(directory / "nginx-error.log")],
+        args=[
+            shutil.which("nginx") or "nginx",
+            "-p",
+            str(directory),
+            "-c",
+            str(conf),
+            "-e",
+            str(directory / "nginx-error.log"),
+        ],
         port=port,
         ready_path="/readyz",  # proxied to blue
         env=dict(os.environ),
@@ -279,8 +320,9 @@ def rollout(*, workdir: Path, smoke: bool, data_path: Path, log: Log) -> dict[st
     blue_port, green_port = servers.free_port(), servers.free_port()
     while green_port == blue_port:
         green_port = servers.free_port()
-    blue = systems.model_service_server(log_dir=workdir, workers=1, model_tag=blue_tag, port=blue_port,
-                                        BENTOML_HOME=str(store))
+    blue = systems.model_service_server(
+        log_dir=workdir, workers=1, model_tag=blue_tag, port=blue_port, BENTOML_HOME=str(store)
+    )
     nginx = _nginx(workdir=workdir, blue=blue_port, green=green_port)
     db_path = workdir / "rollout.db"
     api = systems.evaluation_api_server(log_dir=workdir, model_url=nginx.url, db_path=db_path)
@@ -292,22 +334,43 @@ def rollout(*, workdir: Path, smoke: bool, data_path: Path, log: Log) -> dict[st
         api.start(timeout=60)
         systems.wait_until(api.url + "/readyz", timeout_s=30)
         run = locust_runner.start(
-            url=api.url, path=EVALUATIONS, bodies=_bodies(), users=users, rate_per_user=rate / users,
-            duration_s=300, workdir=workdir, name="rollout", capture=True,
+            url=api.url,
+            path=EVALUATIONS,
+            bodies=_bodies(),
+            users=users,
+            rate_per_user=rate / users,
+            duration_s=300,
+            workdir=workdir,
+            name="rollout",
+            capture=True,
         )
         try:
             time.sleep(users / rate + 1.0 + before_s)
             events["train"] = time.time()
-            train_s = _python(["-m", "models.train", "--data", str(new_data), "--seed", "7", "--out-dir", str(new_dir)],
-                              env=env, log_path=logs)
+            train_s = _python(
+                ["-m", "models.train", "--data", str(new_data), "--seed", "7", "--out-dir", str(new_dir)],
+                env=env,
+                log_path=logs,
+            )
             events["import"] = time.time()
-            import_s = _python(["-m", "models.import_model", "--pickle", str(new_dir / PICKLE_PATH.name),
-                                "--card", str(new_dir / "model_card.json")], env=env, log_path=logs)
+            import_s = _python(
+                [
+                    "-m",
+                    "models.import_model",
+                    "--pickle",
+                    str(new_dir / PICKLE_PATH.name),
+                    "--card",
+                    str(new_dir / "model_card.json"),
+                ],
+                env=env,
+                log_path=logs,
+            )
             green_tag = _tag_of(new_dir)
             log(f"  trained {green_tag} in {train_s}s, imported in {import_s}s; starting green")
             events["green_start"] = time.time()
-            green = systems.model_service_server(log_dir=workdir, workers=1, model_tag=green_tag, port=green_port,
-                                                 BENTOML_HOME=str(store))
+            green = systems.model_service_server(
+                log_dir=workdir, workers=1, model_tag=green_tag, port=green_port, BENTOML_HOME=str(store)
+            )
             green.start(timeout=120)
             events["green_ready"] = time.time()
             blue.stop()  # graceful; returns once blue has exited
@@ -349,8 +412,9 @@ def _tag_of(model_dir: Path) -> str:
     return f"{MODEL_NAME}:{version_of(card['pickle_sha256'])}"
 
 
-def _check_versions(rows: list[dict[str, Any]], records: dict[str, dict[str, Any]], *, versions: dict[str, str],
-                    green_pickle: Path) -> dict[str, Any]:
+def _check_versions(
+    rows: list[dict[str, Any]], records: dict[str, dict[str, Any]], *, versions: dict[str, str], green_pickle: Path
+) -> dict[str, Any]:
     """Every record names a known version, the same one its response named, and holds what that
     version's pipeline computes for the record's input: its segment and its distances to the five
     centroids (recomputed here from both pickles). Two versions rarely disagree on a segment, but
@@ -403,6 +467,7 @@ def _versions_per_second(posts: list[dict[str, Any]], *, t0: float, versions: di
 
 # --- independent scaling ----------------------------------------------------------------------------
 
+
 def scaling(*, workdir: Path, smoke: bool, data_path: Path, log: Log) -> dict[str, Any]:
     """The same end-to-end load (64 clients, closed loop) with the model service at 1, then 2 workers;
     the evaluation API unchanged. What changes: throughput, latency, and where the CPU goes."""
@@ -410,11 +475,14 @@ def scaling(*, workdir: Path, smoke: bool, data_path: Path, log: Log) -> dict[st
     duration_s = 2.0 if smoke else 8.0
     runs = []
     for workers in (1, 2):
-        with systems.end_to_end(log_dir=workdir, db_path=workdir / f"scaling-{workers}.db",
-                                model_workers=workers) as system:
+        with systems.end_to_end(
+            log_dir=workdir, db_path=workdir / f"scaling-{workers}.db", model_workers=workers
+        ) as system:
             load.warm_up(system, workdir=workdir)
             point = load.closed_loop(system, clients=clients, duration_s=duration_s, workdir=workdir)
-            log(f"  model service {workers} worker(s): {point['throughput_rps']:.0f} req/s, "
-                f"p99 {point['latency_ms']['p99']} ms, errors {point['errors']['total']}")
+            log(
+                f"  model service {workers} worker(s): {point['throughput_rps']:.0f} req/s, "
+                f"p99 {point['latency_ms']['p99']} ms, errors {point['errors']['total']}"
+            )
             runs.append({"model_workers": workers, **point})
     return {"clients": clients, "duration_s": duration_s, "runs": runs}

@@ -22,8 +22,9 @@ def bodies(system: System) -> list[dict[str, object]]:
 
 def warm_up(system: System, *, workdir: Path, seconds: float = 2.0) -> None:
     """A short run that is not measured: first requests pay for imports, caches and connection setup."""
-    process = wrk.start(url=system.url, path=system.path, bodies=_encoded(system), connections=16,
-                        duration_s=seconds, workdir=workdir)
+    process = wrk.start(
+        url=system.url, path=system.path, bodies=_encoded(system), connections=16, duration_s=seconds, workdir=workdir
+    )
     wrk.finish(process, timeout_s=seconds + 30)
 
 
@@ -33,13 +34,25 @@ def _encoded(system: System) -> list[bytes]:
 
 def closed_loop(system: System, *, clients: int, duration_s: float, workdir: Path) -> dict[str, Any]:
     """`clients` connections, each sending its next request when the previous answer arrives (wrk)."""
-    process = wrk.start(url=system.url, path=system.path, bodies=_encoded(system), connections=clients,
-                        duration_s=duration_s, workdir=workdir)
+    process = wrk.start(
+        url=system.url,
+        path=system.path,
+        bodies=_encoded(system),
+        connections=clients,
+        duration_s=duration_s,
+        workdir=workdir,
+    )
     with Sampler({**system.pids(), "load_generator": process.pid}) as sampler:
         result = wrk.finish(process, timeout_s=duration_s + 30)
     return {
-        "system": system.name, "config": system.config, "path": system.path, "tool": "wrk",
-        "mode": "closed_loop", "clients": clients, **result.as_dict(), "resources": sampler.results(),
+        "system": system.name,
+        "config": system.config,
+        "path": system.path,
+        "tool": "wrk",
+        "mode": "closed_loop",
+        "clients": clients,
+        **result.as_dict(),
+        "resources": sampler.results(),
         "machine_cpu": sampler.machine(),
     }
 
@@ -47,22 +60,36 @@ def closed_loop(system: System, *, clients: int, duration_s: float, workdir: Pat
 def fixed_rate(system: System, *, rate_rps: float, users: int, duration_s: float, workdir: Path) -> dict[str, Any]:
     """`rate_rps` requests per second in total, paced by locust over `users` users (constant_throughput).
 
-    Each user starts a request every users/rate seconds, so arrivals do not wait for the server as
-    long as a response takes less than that interval; a slower server shows as an achieved rate below
-    the offered one (reported), not as hidden queueing. The users are spawned over one pacing period
-so that their requests are evenly spread; that ramp and one more second are not counted.
+        Each user starts a request every users/rate seconds, so arrivals do not wait for the server as
+        long as a response takes less than that interval; a slower server shows as an achieved rate below
+        the offered one (reported), not as hidden queueing. The users are spawned over one pacing period
+    so that their requests are evenly spread; that ramp and one more second are not counted.
     """
     name = f"fixed-{system.name.split()[0]}-{int(rate_rps)}-{time.monotonic_ns()}"
     settle_s = users / rate_rps + 1.0
-    run = locust_runner.start(url=system.url, path=system.path, bodies=bodies(system), users=users,
-                              rate_per_user=rate_rps / users, duration_s=duration_s + settle_s, workdir=workdir,
-                              name=name)
+    run = locust_runner.start(
+        url=system.url,
+        path=system.path,
+        bodies=bodies(system),
+        users=users,
+        rate_per_user=rate_rps / users,
+        duration_s=duration_s + settle_s,
+        workdir=workdir,
+        name=name,
+    )
     with Sampler({**system.pids(), "load_generator": run.process.pid}) as sampler:
         rows = locust_runner.finish(run, timeout_s=duration_s + 40)
     t0 = rows[0]["start"] if rows else run.started
     summary = locust_runner.summarize(rows, window=(t0 + settle_s, t0 + settle_s + duration_s))
     return {
-        "system": system.name, "config": system.config, "path": system.path, "tool": "locust",
-        "mode": "fixed_rate", "clients": users, "rate_rps": rate_rps, **summary, "resources": sampler.results(),
+        "system": system.name,
+        "config": system.config,
+        "path": system.path,
+        "tool": "locust",
+        "mode": "fixed_rate",
+        "clients": users,
+        "rate_rps": rate_rps,
+        **summary,
+        "resources": sampler.results(),
         "machine_cpu": sampler.machine(),
     }

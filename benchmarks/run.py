@@ -56,8 +56,9 @@ def machine() -> dict[str, Any]:
     if wrk.available():
         out = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False).stdout
         wrk_version = out.split("[")[0].strip()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                            check=False).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.strip()
     return {
         "cpu": cpu_model,
         "cores": psutil.cpu_count(logical=True),
@@ -75,20 +76,25 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _load_points(system: System, *, clients: list[int], duration_s: float, rate_rps: float, rate_users: int,
-                 workdir: Path) -> list[dict[str, Any]]:
+def _load_points(
+    system: System, *, clients: list[int], duration_s: float, rate_rps: float, rate_users: int, workdir: Path
+) -> list[dict[str, Any]]:
     load.warm_up(system, workdir=workdir)
     points = []
     for n in clients:
         point = load.closed_loop(system, clients=n, duration_s=duration_s, workdir=workdir)
-        log(f"  {n:>3} clients: {point['throughput_rps']:>7.0f} req/s, p50 {point['latency_ms']['p50']} ms, "
-            f"p99 {point['latency_ms']['p99']} ms, errors {point['errors']['total']}")
+        log(
+            f"  {n:>3} clients: {point['throughput_rps']:>7.0f} req/s, p50 {point['latency_ms']['p50']} ms, "
+            f"p99 {point['latency_ms']['p99']} ms, errors {point['errors']['total']}"
+        )
         points.append(point)
     if rate_rps:
         point = load.fixed_rate(system, rate_rps=rate_rps, users=rate_users, duration_s=duration_s, workdir=workdir)
-        log(f"  fixed {rate_rps:.0f}/s: {point['throughput_rps']:>7.0f} req/s, "
+        log(
+            f"  fixed {rate_rps:.0f}/s: {point['throughput_rps']:>7.0f} req/s, "
             f"p50 {point['latency_ms'].get('p50')} ms, "
-            f"p99 {point['latency_ms'].get('p99')} ms, errors {point['errors']['total']}")
+            f"p99 {point['latency_ms'].get('p99')} ms, errors {point['errors']['total']}"
+        )
         points.append(point)
     return points
 
@@ -99,8 +105,13 @@ def _bulk(system: System, *, customers: int, smoke: bool) -> dict[str, Any]:
     for name in bulk.BULK_PATHS:
         headline = name == bulk.HEADLINE
         log(f"bulk: {customers:,} customers in one request to {bulk.BULK_PATHS[name].path}")
-        result = bulk.run(url=system.url, n_customers=customers, path_name=name,
-                          repeats=3 if headline and not smoke else 1, warm_up=headline)
+        result = bulk.run(
+            url=system.url,
+            n_customers=customers,
+            path_name=name,
+            repeats=3 if headline and not smoke else 1,
+            warm_up=headline,
+        )
         log(f"  {result['customers_per_s']:,} customers/s (median of {len(result['seconds'])})")
         out["paths"].append({**result, "headline": headline})
     return out
@@ -123,9 +134,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "smoke": smoke,
         "machine": machine(),
-        "settings": {"duration_s": duration_s, "clients": clients, "fixed_rate_rps": rate_rps,
-                     "fixed_rate_users": args.rate_users, "bulk_customers": args.bulk_customers,
-                     "load_tools": {"closed_loop": "wrk", "fixed_rate_and_experiments": "locust (FastHttpUser)"}},
+        "settings": {
+            "duration_s": duration_s,
+            "clients": clients,
+            "fixed_rate_rps": rate_rps,
+            "fixed_rate_users": args.rate_users,
+            "bulk_customers": args.bulk_customers,
+            "load_tools": {"closed_loop": "wrk", "fixed_rate_and_experiments": "locust (FastHttpUser)"},
+        },
         "load": [],
         "bulk": None,
         "experiments": {},
@@ -153,13 +169,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 results["skipped"]["end_to_end"] = "evaluation_api/main.py not found"
             model_cases = [(True, 1)] if smoke else [(True, 1), (True, 2), (False, 1), (False, 2)]
             for batching, workers in model_cases:
-                cases.append((f"model_service_batching_{'on' if batching else 'off'}_{workers}w",
-                              lambda b=batching, w=workers: systems.model_service(log_dir=work, workers=w, batching=b)))
+                cases.append(
+                    (
+                        f"model_service_batching_{'on' if batching else 'off'}_{workers}w",
+                        lambda b=batching, w=workers: systems.model_service(log_dir=work, workers=w, batching=b),
+                    )
+                )
             for key, start in cases:
                 with start() as system:
                     log(f"{system.name}")
-                    for point in _load_points(system, clients=clients, duration_s=duration_s, rate_rps=rate_rps,
-                                              rate_users=args.rate_users, workdir=work):
+                    for point in _load_points(
+                        system,
+                        clients=clients,
+                        duration_s=duration_s,
+                        rate_rps=rate_rps,
+                        rate_users=args.rate_users,
+                        workdir=work,
+                    ):
                         results["load"].append({"key": key, **point})
                     if key == "model_service_batching_on_1w" and "bulk" in sections:
                         results["bulk"] = _bulk(system, customers=args.bulk_customers, smoke=smoke)

@@ -63,8 +63,15 @@ def monolith_server(*, log_dir: Path) -> Server:
         name="monolith",
         # One uvicorn process, as the original ran. No access log: the evaluation API runs without
         # one too, so that logging configuration does not decide the comparison.
-        args=[str(VENV_BIN / "uvicorn"), "benchmarks.monolith.app:app", "--host", "127.0.0.1", "--port", str(port),
-              "--no-access-log"],
+        args=[
+            str(VENV_BIN / "uvicorn"),
+            "benchmarks.monolith.app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+        ],
         port=port,
         ready_path="/openapi.json",  # the original had no health endpoint; FastAPI's schema route answers once it is up
         # Its two prints per request go to this log, unbuffered as in a container's console, whatever
@@ -74,11 +81,22 @@ def monolith_server(*, log_dir: Path) -> Server:
     )
 
 
-def model_service_server(*, log_dir: Path, workers: int = 1, batching: bool = True, model_tag: str | None = None,
-                         port: int | None = None, **env: str) -> Server:
+def model_service_server(
+    *,
+    log_dir: Path,
+    workers: int = 1,
+    batching: bool = True,
+    model_tag: str | None = None,
+    port: int | None = None,
+    **env: str,
+) -> Server:
     return servers.model_service(
-        port=port, log_dir=log_dir, MODEL_SERVICE_WORKERS=str(workers),
-        MODEL_SERVICE_BATCHING="true" if batching else "false", MODEL_TAG=model_tag or committed_model_tag(), **env,
+        port=port,
+        log_dir=log_dir,
+        MODEL_SERVICE_WORKERS=str(workers),
+        MODEL_SERVICE_BATCHING="true" if batching else "false",
+        MODEL_TAG=model_tag or committed_model_tag(),
+        **env,
     )
 
 
@@ -89,8 +107,14 @@ def evaluation_api_server(*, log_dir: Path, model_url: str, db_path: Path, **env
 @contextlib.contextmanager
 def monolith(*, log_dir: Path) -> Iterator[System]:
     with monolith_server(log_dir=log_dir) as server:
-        yield System("monolith", server.url, "/avaliar", workload.avaliar_body, {"monolith": server},
-                     {"processes": "1 uvicorn process, model in memory"})
+        yield System(
+            "monolith",
+            server.url,
+            "/avaliar",
+            workload.avaliar_body,
+            {"monolith": server},
+            {"processes": "1 uvicorn process, model in memory"},
+        )
 
 
 @contextlib.contextmanager
@@ -99,8 +123,14 @@ def model_service(*, log_dir: Path, workers: int, batching: bool) -> Iterator[Sy
     with contextlib.closing(_Stopper(server)):
         server.start(timeout=120)
         name = f"model service, batching {'on' if batching else 'off'}, {workers} worker{'s' if workers > 1 else ''}"
-        yield System(name, server.url, "/predict", workload.predict_body, {"model_service": server},
-                     {"workers": workers, "batching": batching})
+        yield System(
+            name,
+            server.url,
+            "/predict",
+            workload.predict_body,
+            {"model_service": server},
+            {"workers": workers, "batching": batching},
+        )
 
 
 @contextlib.contextmanager
@@ -116,7 +146,10 @@ def end_to_end(*, log_dir: Path, db_path: Path, model_workers: int = 1, path: st
             body = workload.avaliar_body if path == "/avaliar" else workload.evaluation_body
             yield System(
                 f"evaluation API → model service ({model_workers} worker{'s' if model_workers > 1 else ''})",
-                api.url, path, body, {"evaluation_api": api, "model_service": model},
+                api.url,
+                path,
+                body,
+                {"evaluation_api": api, "model_service": model},
                 {"model_workers": model_workers, "records": "SQLite (WAL, synchronous=FULL)"},
             )
 

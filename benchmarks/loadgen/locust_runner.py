@@ -26,8 +26,18 @@ class LocustRun:
 
 
 def start(
-    *, url: str, path: str, bodies: list[dict[str, Any]], users: int, rate_per_user: float, duration_s: float,
-    workdir: Path, name: str, capture: bool = False, pages: list[str] | None = None, page_rate: float = 5.0,
+    *,
+    url: str,
+    path: str,
+    bodies: list[dict[str, Any]],
+    users: int,
+    rate_per_user: float,
+    duration_s: float,
+    workdir: Path,
+    name: str,
+    capture: bool = False,
+    pages: list[str] | None = None,
+    page_rate: float = 5.0,
 ) -> LocustRun:
     """Start locust headless for duration_s; `finish()` waits for it and reads its log."""
     bodies_path = workdir / f"{name}-bodies.json"
@@ -35,8 +45,13 @@ def start(
     log_path = workdir / f"{name}-requests.jsonl"
     env = dict(os.environ)
     env.update(
-        BENCH_BODIES=str(bodies_path), BENCH_PATH=path, BENCH_RATE=str(rate_per_user), BENCH_LOG=str(log_path),
-        BENCH_CAPTURE="1" if capture else "0", BENCH_PAGES=",".join(pages or []), BENCH_PAGE_RATE=str(page_rate),
+        BENCH_BODIES=str(bodies_path),
+        BENCH_PATH=path,
+        BENCH_RATE=str(rate_per_user),
+        BENCH_LOG=str(log_path),
+        BENCH_CAPTURE="1" if capture else "0",
+        BENCH_PAGES=",".join(pages or []),
+        BENCH_PAGE_RATE=str(page_rate),
     )
     user_classes = ["EvaluationUser"] + (["PageUser"] if pages else [])
     total_users = users + (1 if pages else 0)
@@ -44,10 +59,24 @@ def start(
     # evenly in time instead of leaving in bursts of `users` at once.
     spawn_rate = users * rate_per_user if rate_per_user > 0 else total_users
     args = [
-        str(Path(sys.executable).parent / "locust"), "-f", str(LOCUSTFILE), "--headless", "--host", url,
-        "-u", str(total_users), "-r", f"{max(spawn_rate, 1.0):g}", "-t", f"{math.ceil(duration_s)}s",
-        "--stop-timeout", "3",
-        "--only-summary", "--loglevel", "WARNING", *user_classes,
+        str(Path(sys.executable).parent / "locust"),
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--host",
+        url,
+        "-u",
+        str(total_users),
+        "-r",
+        f"{max(spawn_rate, 1.0):g}",
+        "-t",
+        f"{math.ceil(duration_s)}s",
+        "--stop-timeout",
+        "3",
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        *user_classes,
     ]
     with open(workdir / f"{name}-locust.log", "wb") as out:
         process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -79,8 +108,14 @@ def summarize(rows: list[dict[str, Any]], *, window: tuple[float, float] | None 
     if window:
         posts = [r for r in posts if window[0] <= r["start"] < window[1]]
     if not posts:
-        return {"requests": 0, "ok": 0, "throughput_rps": 0.0, "offered_rps": 0.0,
-                "errors": {"total": 0, "by_status": {}, "socket": 0}, "latency_ms": {}}
+        return {
+            "requests": 0,
+            "ok": 0,
+            "throughput_rps": 0.0,
+            "offered_rps": 0.0,
+            "errors": {"total": 0, "by_status": {}, "socket": 0},
+            "latency_ms": {},
+        }
     span = (window[1] - window[0]) if window else (posts[-1]["start"] - posts[0]["start"]) or 1.0
     ok = [r for r in posts if is_ok(r)]
     lat = np.array([r["latency_ms"] for r in posts])
@@ -124,12 +159,14 @@ def per_second(rows: list[dict[str, Any]], *, t0: float, method: str = "POST") -
             if not is_ok(r):
                 key = str(r["status"]) if r["status"] else "socket"
                 statuses[key] = statuses.get(key, 0) + 1
-        out.append({
-            "t": s,
-            "requests": len(rs),
-            "ok": sum(1 for r in rs if is_ok(r)),
-            "errors": statuses,
-            "p50_ms": round(float(np.percentile(lat, 50)), 2) if lat else None,
-            "p99_ms": round(float(np.percentile(lat, 99)), 2) if lat else None,
-        })
+        out.append(
+            {
+                "t": s,
+                "requests": len(rs),
+                "ok": sum(1 for r in rs if is_ok(r)),
+                "errors": statuses,
+                "p50_ms": round(float(np.percentile(lat, 50)), 2) if lat else None,
+                "p99_ms": round(float(np.percentile(lat, 99)), 2) if lat else None,
+            }
+        )
     return out

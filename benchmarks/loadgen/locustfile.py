@@ -30,8 +30,16 @@ _records: list[tuple[Any, ...]] = []
 
 
 @events.request.add_listener
-def _keep(request_type: str, name: str, response_time: float, response: Any, context: dict[str, Any],
-          exception: Exception | None, start_time: float, **_: Any) -> None:
+def _keep(
+    request_type: str,
+    name: str,
+    response_time: float,
+    response: Any,
+    context: dict[str, Any],
+    exception: Exception | None,
+    start_time: float,
+    **_: Any,
+) -> None:
     status = getattr(response, "status_code", 0) or 0
     record_id = version = None
     if _capture and 200 <= status < 300 and request_type == "POST":
@@ -41,8 +49,19 @@ def _keep(request_type: str, name: str, response_time: float, response: Any, con
             version = (payload.get("model") or {}).get("version") or payload.get("model_version")
         except (ValueError, AttributeError):
             pass
-    _records.append((request_type, name, start_time, round(response_time, 3), status,
-                     context.get("body"), record_id, version, type(exception).__name__ if exception else None))
+    _records.append(
+        (
+            request_type,
+            name,
+            start_time,
+            round(response_time, 3),
+            status,
+            context.get("body"),
+            record_id,
+            version,
+            type(exception).__name__ if exception else None,
+        )
+    )
 
 
 @events.test_stop.add_listener
@@ -65,7 +84,9 @@ class EvaluationUser(FastHttpUser):
     def post(self) -> None:
         i = next(_counter) % len(_bodies)
         self.client.post(
-            os.environ["BENCH_PATH"], data=_bodies[i], headers={"Content-Type": "application/json"},
+            os.environ["BENCH_PATH"],
+            data=_bodies[i],
+            headers={"Content-Type": "application/json"},
             context={"body": i},
         )
 

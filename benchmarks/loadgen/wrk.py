@@ -163,8 +163,14 @@ def available() -> bool:
 
 def command(*, url: str, connections: int, duration_s: float, script_path: Path, timeout_s: float = 10.0) -> list[str]:
     return [
-        "wrk", f"-t{_threads(connections)}", f"-c{connections}", f"-d{duration_s:g}s", f"--timeout={timeout_s:g}s",
-        "-s", str(script_path), url,
+        "wrk",
+        f"-t{_threads(connections)}",
+        f"-c{connections}",
+        f"-d{duration_s:g}s",
+        f"--timeout={timeout_s:g}s",
+        "-s",
+        str(script_path),
+        url,
     ]
 
 
@@ -172,7 +178,7 @@ def parse(stdout: str) -> WrkResult:
     line = next((ln for ln in stdout.splitlines() if ln.startswith(MARKER)), None)
     if line is None:
         raise RuntimeError(f"wrk printed no result line:\n{stdout[-2000:]}")
-    raw = json.loads(line[len(MARKER):])
+    raw = json.loads(line[len(MARKER) :])
     statuses = {int(k): v for k, v in raw["statuses"].items()}
     ok_by_s = {int(k): v for k, v in raw["per_second_ok"].items()}
     err_by_s = {int(k): v for k, v in raw["per_second_err"].items()}
@@ -198,7 +204,9 @@ def start(
         script_file.write(script(path=path, bodies=bodies, connections=connections))
     return subprocess.Popen(
         command(url=url, connections=connections, duration_s=duration_s, script_path=Path(script_file.name)),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 

@@ -23,7 +23,10 @@ pytestmark = pytest.mark.slow
 def _run(out: Path, *sections: str) -> dict[str, Any]:
     subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--smoke", "--only", ",".join(sections), "--out", str(out)],
-        cwd=ROOT, env=project_env(), check=True, timeout=600,
+        cwd=ROOT,
+        env=project_env(),
+        check=True,
+        timeout=600,
     )
     results: dict[str, Any] = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert (out / "summary.md").read_text(encoding="utf-8").startswith("# Benchmark results")
