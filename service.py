@@ -14,25 +14,26 @@ import json
 import os
 import signal
 import sys
+from operator import itemgetter
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import bentoml
 import joblib
 import numpy as np
 from bentoml.validators import DType, Shape
 from fastapi import FastAPI
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, with_config
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
-from models import CARD_PATH, FEATURES, MODEL_NAME, PICKLE_PATH
-from models.segments import SEGMENTS
+from contract import FEATURE_NAMES, MODEL_NAME, SEGMENT_KEYS
+from models import CARD_PATH, PICKLE_PATH
 
 # Adaptive batching, chosen by measurement (benchmarks/run.py, docs/ARCHITECTURE.md):
 # - MAX_BATCH_SIZE is the most customers the service predicts in one pipeline call. Concurrent
 #   single-customer requests are merged up to it; a larger request (a portfolio) is split into
-#   chunks of this size. Predicting 100,000 rows takes a few ms, so it is set high enough that a
-#   whole portfolio is one call and the batcher never has to split it.
+#   chunks of this size. A pipeline call on a whole portfolio is cheap, so it is set high enough
+#   that a portfolio is one call and the batcher never has to split it.
 # - MAX_LATENCY_MS is BentoML's hard deadline for a queued request: a request whose estimated wait
 #   exceeds it is shed with 503 instead of queueing without bound. 64 concurrent single-customer
 #   clients on 2 cores must never see it, and a GC pause or a busy core inflates the estimate, so
@@ -47,16 +48,15 @@ BATCHING = os.environ.get("MODEL_SERVICE_BATCHING", "true") != "false"
 Money = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
 
 
-# TypedDicts, not BaseModels: pydantic validates them ~2.5x faster, which is most of the cost of a
-# 100,000-customer request (measured: 0.13 s vs 0.34 s to parse one).
-class Customer(TypedDict):
-    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+# A TypedDict, not a BaseModel: pydantic validates it much faster, and parsing is most of the cost
+# of a portfolio-sized request (docs/ARCHITECTURE.md). One field per figure of the contract, by name.
+if TYPE_CHECKING:
+    Customer = dict[str, float]  # the TypedDict below, generated from the contract
+else:
+    Customer = with_config(ConfigDict(extra="forbid"))(TypedDict("Customer", {name: Money for name in FEATURE_NAMES}))
 
-    balance: Money
-    purchases: Money
-    cash_advance: Money
-    credit_limit: Money
-    payments: Money
+# A customer's row for the pipeline: its figures in the model's order.
+_row = itemgetter(*FEATURE_NAMES)
 
 
 class PredictInput(bentoml.IODescriptor):
@@ -75,16 +75,18 @@ def _rows_of_numbers(value: Any) -> Any:
     if not isinstance(value, list):
         raise ValueError("features must be a list of rows")
     for i, row in enumerate(value):
-        if not isinstance(row, list) or len(row) != len(FEATURES):
-            raise ValueError(f"features[{i}] must be a row of {len(FEATURES)} numbers ({', '.join(FEATURES)})")
+        if not isinstance(row, list) or len(row) != len(FEATURE_NAMES):
+            raise ValueError(
+                f"features[{i}] must be a row of {len(FEATURE_NAMES)} numbers ({', '.join(FEATURE_NAMES)})"
+            )
         for j, x in enumerate(row):
             kind = type(x)
             if kind is float:
                 continue
             if kind is not int:
-                raise ValueError(f"features[{i}][{j}] ({FEATURES[j]}) must be a number, got {kind.__name__}")
+                raise ValueError(f"features[{i}][{j}] ({FEATURE_NAMES[j]}) must be a number, got {kind.__name__}")
             if not -_LARGEST_INT < x < _LARGEST_INT:  # JSON integers are unbounded; float64 is not
-                raise ValueError(f"features[{i}][{j}] ({FEATURES[j]}) must be a finite number >= 0")
+                raise ValueError(f"features[{i}][{j}] ({FEATURE_NAMES[j]}) must be a finite number >= 0")
     return value
 
 
@@ -92,9 +94,8 @@ def _finite_non_negative(features: np.ndarray) -> np.ndarray:
     bad = ~np.isfinite(features) | (features < 0)
     if bad.any():
         row, column = (int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(
-            f"features[{row}][{column}] ({FEATURES[column]}) must be a finite number >= 0, got {features[row, column]}"
-        )
+        name, value = FEATURE_NAMES[column], features[row, column]
+        raise ValueError(f"features[{row}][{column}] ({name}) must be a finite number >= 0, got {value}")
     return features
 
 
@@ -103,7 +104,7 @@ def _finite_non_negative(features: np.ndarray) -> np.ndarray:
 Portfolio = Annotated[
     np.ndarray,
     BeforeValidator(_rows_of_numbers),
-    Shape((-1, len(FEATURES))),
+    Shape((-1, len(FEATURE_NAMES))),
     DType("float64"),
     AfterValidator(_finite_non_negative),
 ]
@@ -115,9 +116,6 @@ class Prediction(TypedDict):
     distances: Annotated[
         list[float], Field(description="Distance to each segment's centroid, by segment id, in scaled space")
     ]
-
-
-SEGMENT_KEYS = [s.key for s in SEGMENTS]
 
 
 # Resolved once, at import: the class-level model below and the X-Model-Version header then name the
@@ -238,9 +236,8 @@ class CreditCardSegmentation:
         # which otherwise show as p99 spikes even at one client.
         gc.freeze()
         # A young-generation pass every 100,000 allocations instead of 700: parsing a portfolio or
-        # 64 concurrent requests allocates that many short-lived objects, and each pass also walks
-        # what survived. Measured after a load run: a 100k-customer /predict_bulk 0.18-0.25 s -> 0.135 s,
-        # and 64 single-customer clients on 1 worker ~1,350 -> ~1,880 req/s, p99 ~160 -> ~50 ms.
+        # many concurrent requests allocates that many short-lived objects, and each pass also walks
+        # what survived (what it bought: docs/ARCHITECTURE.md).
         gc.set_threshold(100_000, 50, 100)
 
     def _predict(self, X: np.ndarray) -> list[Prediction]:
@@ -259,10 +256,7 @@ class CreditCardSegmentation:
     )
     def predict(self, customers: list[Customer]) -> list[Prediction]:
         """Segment each customer; one prediction per customer, in order."""
-        X = np.array(
-            [(c["balance"], c["purchases"], c["cash_advance"], c["credit_limit"], c["payments"]) for c in customers],
-            dtype=np.float64,
-        ).reshape(-1, len(FEATURES))
+        X = np.array([_row(c) for c in customers], dtype=np.float64).reshape(-1, len(FEATURE_NAMES))
         return self._predict(X)
 
     # Not batchable: a portfolio is already a batch, and BentoML's batcher would only add its wait and
@@ -281,7 +275,7 @@ class CreditCardSegmentation:
         """The model's name and version tag, its features in order, its segments and its card."""
         return {
             "model": {"name": MODEL_NAME, "version": self.model.tag.version, "tag": self.tag},
-            "features": list(FEATURES),
+            "features": list(FEATURE_NAMES),
             "segments": [
                 {"id": s["id"], "key": s["key"], "description": s["description"], "size_share": s["size_share"]}
                 for s in self.card["segments"]
@@ -294,7 +288,7 @@ CreditCardSegmentation.add_asgi_middleware(ModelVersionHeader)
 CreditCardSegmentation.add_asgi_middleware(JsonBodiesOnly)
 
 # BentoML 1.4 derives a list output's media type from its JSON schema, which it regenerates (a new
-# pydantic TypeAdapter) on every response: 42% of a worker's time at 64 clients, measured with
-# py-spy. Both outputs are JSON; saying so once makes that lookup a class attribute.
+# pydantic TypeAdapter) on every response, a large share of a worker's time under load (profile in
+# docs/ARCHITECTURE.md). Both outputs are JSON; saying so once makes that lookup a class attribute.
 for _api in ("predict", "predict_bulk"):
     CreditCardSegmentation.apis[_api].output_spec.media_type = "application/json"

@@ -9,6 +9,7 @@ version the API.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 # Name of the model in BentoML's store and in every decision record.
 MODEL_NAME = "credit_card_segmentation"
@@ -25,15 +26,16 @@ class Feature:
     description: str  # English, for the API's schema
     label: str  # pt-BR, for the form
     positive: bool = False  # must be > 0 (a credit limit); otherwise >= 0
+    example: float = 0.0  # a typical value, for the API's schema
 
 
 # In the order the model's pipeline takes them.
 FEATURES: tuple[Feature, ...] = (
-    Feature("balance", "BALANCE", "Balance owed (R$)", "Saldo devedor"),
-    Feature("purchases", "PURCHASES", "Purchases on credit in the period (R$)", "Compras no crédito"),
+    Feature("balance", "BALANCE", "Balance owed (R$)", "Saldo devedor", example=1500.0),
+    Feature("purchases", "PURCHASES", "Purchases on credit in the period (R$)", "Compras no crédito", example=800.0),
     Feature("cash_advance", "CASH_ADVANCE", "Cash advances in the period (R$)", "Saques (adiantamentos)"),
-    Feature("credit_limit", "CREDIT_LIMIT", "Credit limit (R$)", "Limite de crédito", positive=True),
-    Feature("payments", "PAYMENTS", "Payments in the period (R$)", "Pagamentos"),
+    Feature("credit_limit", "CREDIT_LIMIT", "Credit limit (R$)", "Limite de crédito", positive=True, example=5000.0),
+    Feature("payments", "PAYMENTS", "Payments in the period (R$)", "Pagamentos", example=1200.0),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
@@ -72,4 +74,6 @@ SEGMENTS: tuple[Segment, ...] = (
 SEGMENTS_BY_KEY: dict[str, Segment] = {s.key: s for s in SEGMENTS}
 SEGMENT_KEYS: tuple[str, ...] = tuple(s.key for s in SEGMENTS)
 
-DECISIONS: tuple[str, ...] = ("approved", "review", "denied")  # least to most severe
+# A decision on a customer, least to most severe.
+Decision = Literal["approved", "review", "denied"]
+DECISIONS: tuple[Decision, ...] = get_args(Decision)

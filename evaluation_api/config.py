@@ -22,7 +22,8 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
     log_level: str = "INFO"
 
-    # The whole evaluation (model call with its retries, then the record) must fit in this.
+    # The model call with its retries must answer within this (evaluate.py); the record's commit
+    # that follows is not under it.
     evaluation_deadline_s: float = Field(2.0, gt=0, le=30)
     # Per attempt: connecting to a live service on a LAN takes well under this.
     model_connect_timeout_s: float = Field(0.5, gt=0)

@@ -17,9 +17,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, Float, Integer, String, create_engine, event, insert, select
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    String,
+    Table,
+    create_engine,
+    event,
+    insert,
+    select,
+)
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped
+
+from contract import FEATURE_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -29,30 +44,48 @@ class Base(DeclarativeBase):
 
 
 class EvaluationRow(Base):
-    """One decision, as made. Never updated: a review is a new evaluation."""
+    """One decision, as made. Never updated: a review is a new evaluation.
 
-    __tablename__ = "evaluations"
+    The customer's figures are one column each, named as in the contract (contract.FEATURE_NAMES);
+    migrations/ creates the same table (tests/evaluation_api/test_records.py compares them)."""
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    request_id: Mapped[str] = mapped_column(String(64), index=True)
-    channel: Mapped[str] = mapped_column(String(16))
-    customer_name: Mapped[str] = mapped_column(String(120))
-    customer_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    balance: Mapped[float] = mapped_column(Float)
-    purchases: Mapped[float] = mapped_column(Float)
-    cash_advance: Mapped[float] = mapped_column(Float)
-    credit_limit: Mapped[float] = mapped_column(Float)
-    payments: Mapped[float] = mapped_column(Float)
-    segment_id: Mapped[int] = mapped_column(Integer)
-    segment_key: Mapped[str] = mapped_column(String(64))
-    distances: Mapped[list[float]] = mapped_column(JSON)
-    decision: Mapped[str] = mapped_column(String(16))
-    reasons: Mapped[list[dict[str, str]]] = mapped_column(JSON)
-    model_name: Mapped[str] = mapped_column(String(64))
-    model_version: Mapped[str] = mapped_column(String(64), index=True)
-    policy_version: Mapped[str] = mapped_column(String(32))
-    evaluated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    __table__ = Table(
+        "evaluations",
+        Base.metadata,
+        Column("id", String(36), primary_key=True),
+        Column("request_id", String(64), nullable=False, index=True),
+        Column("channel", String(16), nullable=False),
+        Column("customer_name", String(120), nullable=False),
+        Column("customer_id", String(64), nullable=True, index=True),
+        *(Column(name, Float, nullable=False) for name in FEATURE_NAMES),
+        Column("segment_id", Integer, nullable=False),
+        Column("segment_key", String(64), nullable=False),
+        Column("distances", JSON, nullable=False),
+        Column("decision", String(16), nullable=False),
+        Column("reasons", JSON, nullable=False),
+        Column("model_name", String(64), nullable=False),
+        Column("model_version", String(64), nullable=False, index=True),
+        Column("policy_version", String(32), nullable=False),
+        Column("evaluated_at", DateTime(timezone=True), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+    )
+
+    # Typed attributes for the columns the code reads by name; the figures are read with getattr.
+    id: Mapped[str]
+    request_id: Mapped[str]
+    channel: Mapped[str]
+    customer_name: Mapped[str]
+    customer_id: Mapped[str | None]
+    segment_id: Mapped[int]
+    segment_key: Mapped[str]
+    distances: Mapped[list[float]]
+    decision: Mapped[str]
+    reasons: Mapped[list[dict[str, str]]]
+    model_name: Mapped[str]
+    model_version: Mapped[str]
+    policy_version: Mapped[str]
+    evaluated_at: Mapped[datetime]
+    created_at: Mapped[datetime]
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
@@ -162,11 +195,7 @@ def check_writable(engine: Engine) -> None:
         "channel": "api",
         "customer_name": "-",
         "customer_id": None,
-        "balance": 0.0,
-        "purchases": 0.0,
-        "cash_advance": 0.0,
-        "credit_limit": 1.0,
-        "payments": 0.0,
+        **dict.fromkeys(FEATURE_NAMES, 1.0),
         "segment_id": 0,
         "segment_key": "-",
         "distances": [],

@@ -9,24 +9,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from contract import MODEL_NAME, SEGMENTS_BY_KEY
 from evaluation_api.db import RecordWriter
 from evaluation_api.errors import DatabaseUnavailable, EvaluationError, ModelUnavailable
 from evaluation_api.model_client import ModelClient
 from evaluation_api.observability import Metrics
-from evaluation_api.policy import Figures, Policy, decide
-from evaluation_api.schemas import (
-    EvaluationCreate,
-    EvaluationPublic,
-    LegacyEvaluationCreate,
-    ModelRef,
-    Reason,
-    SegmentPublic,
-)
-from models import MODEL_NAME
-from models.segments import SEGMENTS_BY_KEY
+from evaluation_api.policy import Policy, decide
+from evaluation_api.schemas import EvaluationCreate, EvaluationPublic, LegacyEvaluationCreate, ModelRef, SegmentPublic
 
 
 @dataclass
@@ -36,19 +27,19 @@ class Evaluator:
     model: ModelClient
     policy: Policy
     writer: RecordWriter
-    engine: Engine
     metrics: Metrics
     deadline_s: float
 
     async def evaluate(
         self, body: EvaluationCreate | LegacyEvaluationCreate, *, channel: Literal["api", "legacy"], request_id: str
     ) -> EvaluationPublic:
+        figures = body.figures()
         started = time.perf_counter()
         try:
             # The deadline covers the model call and its retries, not the record: once the model
             # answered, the decision is recorded even if that takes longer (never half-done).
             async with asyncio.timeout(self.deadline_s):
-                prediction = await self.model.predict(body.features(), request_id=request_id)
+                prediction = await self.model.predict(figures, request_id=request_id)
         except TimeoutError:
             self.metrics.failures.labels("model_timeout").inc()
             raise ModelUnavailable(
@@ -71,21 +62,17 @@ class Evaluator:
                 "O modelo em execução não é compatível com esta versão do serviço.", retry_after_s=30
             )
 
-        outcome = decide(self.policy, Figures(*body.features()), segment.key)
+        outcome = decide(self.policy, figures, segment.key)
         now = datetime.now(UTC)
         evaluation_id = str(uuid.uuid4())
-        reasons = [{"code": r.code, "message": r.message} for r in outcome.reasons]
+        reasons = [r.model_dump() for r in outcome.reasons]
         row: dict[str, Any] = {
             "id": evaluation_id,
             "request_id": request_id,
             "channel": channel,
             "customer_name": body.name,
-            "customer_id": getattr(body, "customer_id", None),
-            "balance": body.balance,
-            "purchases": body.purchases,
-            "cash_advance": body.cash_advance,
-            "credit_limit": body.credit_limit,
-            "payments": body.payments,
+            "customer_id": body.customer_id if isinstance(body, EvaluationCreate) else None,
+            **figures,
             "segment_id": segment.id,
             "segment_key": segment.key,
             "distances": prediction.distances,
@@ -107,7 +94,7 @@ class Evaluator:
             id=evaluation_id,
             decision=outcome.decision,
             segment=SegmentPublic(id=segment.id, key=segment.key, description=segment.description),
-            reasons=[Reason(**r) for r in reasons],
+            reasons=list(outcome.reasons),
             model=ModelRef(name=MODEL_NAME, version=prediction.model_version),
             policy_version=self.policy.version,
             evaluated_at=now,

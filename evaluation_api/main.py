@@ -26,7 +26,7 @@ from evaluation_api.migrate import upgrade
 from evaluation_api.model_client import ModelClient
 from evaluation_api.observability import Metrics, RequestIdMiddleware, configure_logging
 from evaluation_api.policy import load_policy
-from evaluation_api.routes import evaluations, health, legacy
+from evaluation_api.routes import evaluations, figures, health, legacy
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +59,11 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
             batch_max_in_flight=settings.model_batch_max_in_flight,
             transport=model_transport,
         )
+        # One attribute per resource; routes get them through evaluation_api.deps.
+        app.state.engine = engine
+        app.state.model_client = model
         app.state.evaluator = Evaluator(
-            model=model,
-            policy=policy,
-            writer=writer,
-            engine=engine,
-            metrics=metrics,
-            deadline_s=settings.evaluation_deadline_s,
+            model=model, policy=policy, writer=writer, metrics=metrics, deadline_s=settings.evaluation_deadline_s
         )
         # What is loaded by now lives as long as the process: keep it out of the collector's scans,
         # whose full passes otherwise show as latency spikes under load.
@@ -92,6 +90,7 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(evaluations.router)
+    app.include_router(figures.router)
     app.include_router(legacy.router)
     app.include_router(health.router)
     # Two request metrics, not the default five (sizes, two latency histograms): each costs on every

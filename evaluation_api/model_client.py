@@ -5,8 +5,8 @@ circuit breaker.
   together in one /predict call (at most `batch_max_size` customers, `batch_max_in_flight` calls at
   once). At low load a call carries one customer and leaves at once; under load fewer, larger calls
   replace many small ones, which is where the HTTP hop's cost goes.
-- Retries (stamina): on connection errors, timeouts and 503, with exponential backoff and jitter,
-  bounded in attempts and in total time.
+- Retries (stamina): on transport errors (connection errors, timeouts) and on 502, 503 and 504,
+  with exponential backoff and jitter, bounded in attempts and in total time.
 - Circuit breaker (purgatory): after `breaker_threshold` consecutive failed calls it opens, and every
   call fails at once (ModelUnavailable, with the time left as Retry-After) until `breaker_ttl_s`
   has passed; then one trial call goes through and, if it succeeds, the circuit closes again.
@@ -18,7 +18,7 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,13 +29,14 @@ from httpx_aiohttp import AiohttpTransport
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 
+from contract import FEATURE_NAMES
 from evaluation_api.errors import EvaluationError, ModelUnavailable
 from evaluation_api.observability import request_id_var
 
 logger = logging.getLogger(__name__)
 
-Features = tuple[float, float, float, float, float]
-FIELDS = ("balance", "purchases", "cash_advance", "credit_limit", "payments")
+# A customer's figures by their contract names: /predict's `customers` items, as they are.
+Figures = Mapping[str, float]
 CIRCUIT = "model-service"
 
 
@@ -87,8 +88,8 @@ class ModelClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        # aiohttp under httpx's API: httpx's own pool is 3-4x slower with many concurrent requests
-        # to one host (encode/httpx#3215; measured in FIELD_NOTES.md). Tests inject MockTransport.
+        # aiohttp under httpx's API: httpx's own pool is much slower with many concurrent requests
+        # to one host (encode/httpx#3215; measured in docs/ARCHITECTURE.md). Tests inject MockTransport.
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=connect_timeout_s),
@@ -103,7 +104,7 @@ class ModelClient:
         )
         self._batch_max_size = batch_max_size
         self._batch_max_in_flight = batch_max_in_flight
-        self._pending: list[tuple[Features, str, asyncio.Future[ModelPrediction]]] = []
+        self._pending: list[tuple[Figures, str, asyncio.Future[ModelPrediction]]] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -112,10 +113,10 @@ class ModelClient:
             task.cancel()
         await self._http.aclose()
 
-    async def predict(self, features: Features, *, request_id: str) -> ModelPrediction:
+    async def predict(self, figures: Figures, *, request_id: str) -> ModelPrediction:
         """The segment of one customer. Raises ModelUnavailable. Cancel it to give up (a deadline)."""
         future: asyncio.Future[ModelPrediction] = asyncio.get_running_loop().create_future()
-        self._pending.append((features, request_id, future))
+        self._pending.append((figures, request_id, future))
         self._dispatch()
         return await future
 
@@ -154,7 +155,7 @@ class ModelClient:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, batch: Sequence[tuple[Features, str, asyncio.Future[ModelPrediction]]]) -> None:
+    async def _send(self, batch: Sequence[tuple[Figures, str, asyncio.Future[ModelPrediction]]]) -> None:
         try:
             predictions = await self._call([f for f, _, _ in batch], [r for _, r, _ in batch])
         except Exception as exc:  # handed to every waiter: each turns it into its own response
@@ -179,8 +180,8 @@ class ModelClient:
             self._in_flight -= 1
             self._dispatch()
 
-    async def _call(self, features: Sequence[Features], request_ids: Sequence[str]) -> list[ModelPrediction]:
-        body = orjson.dumps({"customers": [dict(zip(FIELDS, f, strict=True)) for f in features]})
+    async def _call(self, customers: Sequence[Figures], request_ids: Sequence[str]) -> list[ModelPrediction]:
+        body = orjson.dumps({"customers": [{name: c[name] for name in FEATURE_NAMES} for c in customers]})
         headers = {"content-type": "application/json", "x-request-id": ",".join(request_ids)}
         try:
             breaker = await self._breakers.get_breaker(CIRCUIT)
@@ -206,7 +207,7 @@ class ModelClient:
             raise ModelUnavailable(retry_after_s=1.0) from exc
         version = response.headers.get("x-model-version", "unknown")
         items = orjson.loads(response.content)
-        if not isinstance(items, list) or len(items) != len(features):
+        if not isinstance(items, list) or len(items) != len(customers):
             raise ModelRejected("model service answered a different number of predictions")
         return [ModelPrediction(int(i["cluster"]), str(i["segment"]), list(i["distances"]), version) for i in items]
 

@@ -2,22 +2,26 @@
 
     decide(policy, figures, segment_key) -> Outcome(decision, reasons)
 
+`figures` maps the contract's feature names (contract.FEATURE_NAMES) to the customer's values.
+
 The decision is the strictest of the segment's decision and of every hard rule that fires.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from models.segments import SEGMENTS_BY_KEY
+from contract import DECISIONS, SEGMENTS_BY_KEY, Decision
 
-Decision = Literal["approved", "review", "denied"]
-SEVERITY: dict[str, int] = {"approved": 0, "review": 1, "denied": 2}
+SEVERITY: dict[Decision, int] = {decision: i for i, decision in enumerate(DECISIONS)}
+
+# A customer's figures by their contract names (contract.FEATURE_NAMES).
+Figures = Mapping[str, float]
 
 
 class _Strict(BaseModel):
@@ -87,23 +91,14 @@ def load_policy(path: Path) -> Policy:
         raise PolicyError(f"{path}: {exc}") from exc
 
 
-@dataclass(frozen=True)
-class Figures:
-    balance: float
-    purchases: float
-    cash_advance: float
-    credit_limit: float
-    payments: float
+class Reason(_Strict):
+    """Why a decision was made; part of the API's answer and of the record."""
+
+    code: str = Field(description="Stable code, e.g. SEGMENT_REVIEW or BALANCE_FAR_ABOVE_LIMIT")
+    message: str = Field(description="pt-BR explanation")
 
 
-@dataclass(frozen=True)
-class Reason:
-    code: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(_Strict):
     decision: Decision
     reasons: tuple[Reason, ...]
 
@@ -114,28 +109,29 @@ def brl(amount: float) -> str:
 
 
 def _fired_rules(rules: HardRules, f: Figures) -> list[tuple[Decision, Reason]]:
-    values = {"balance": brl(f.balance), "credit_limit": brl(f.credit_limit), "cash_advance": brl(f.cash_advance)}
+    balance, credit_limit, cash_advance = f["balance"], f["credit_limit"], f["cash_advance"]
+    values = {"balance": brl(balance), "credit_limit": brl(credit_limit), "cash_advance": brl(cash_advance)}
     fired: list[tuple[Decision, Reason]] = []
     zero = rules.zero_payments_with_balance
-    if f.payments == 0 and f.balance > zero.min_balance:
-        fired.append((zero.decision, Reason(zero.code, zero.message.format(**values))))
+    if f["payments"] == 0 and balance > zero.min_balance:
+        fired.append((zero.decision, Reason(code=zero.code, message=zero.message.format(**values))))
     far = rules.balance_far_above_limit
-    utilization = f.balance / f.credit_limit
+    utilization = balance / credit_limit
     if utilization > far.max_ratio:
-        fired.append((far.decision, Reason(far.code, far.message.format(**values))))
+        fired.append((far.decision, Reason(code=far.code, message=far.message.format(**values))))
     elif utilization > rules.high_utilization.max_ratio:  # "far above" already says it
         high = rules.high_utilization
-        fired.append((high.decision, Reason(high.code, high.message.format(**values))))
+        fired.append((high.decision, Reason(code=high.code, message=high.message.format(**values))))
     cash = rules.cash_advance_above_limit
-    if f.cash_advance > cash.max_ratio * f.credit_limit:
-        fired.append((cash.decision, Reason(cash.code, cash.message.format(**values))))
+    if cash_advance > cash.max_ratio * credit_limit:
+        fired.append((cash.decision, Reason(code=cash.code, message=cash.message.format(**values))))
     return fired
 
 
 def decide(policy: Policy, figures: Figures, segment_key: str) -> Outcome:
     """The decision for a customer of this segment with these figures, and every reason for it."""
     segment = policy.segments[segment_key]
-    reasons = [Reason(f"SEGMENT_{segment.decision.upper()}", segment.message)]
+    reasons = [Reason(code=f"SEGMENT_{segment.decision.upper()}", message=segment.message)]
     decision: Decision = segment.decision
     for rule_decision, reason in _fired_rules(policy.rules, figures):
         reasons.append(reason)

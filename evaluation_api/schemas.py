@@ -1,17 +1,35 @@
 """Request and response bodies, named by role. Every rule a field has is declared here once; the
-form's client-side checks mirror them (frontend/app.js)."""
+customer's figures are generated from the contract (contract.FEATURES), and the form reads their
+limits from GET /api/v1/figures (frontend/app.js)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
 from pydantic_core import PydanticCustomError
 
-# Amounts in the card's currency (R$). The ceiling keeps nonsense (1e300) out of the records and
-# the model; the largest amount in the training data is about 50,000.
-MAX_AMOUNT = 100_000_000
+from contract import FEATURE_NAMES, FEATURES, MAX_AMOUNT, Decision, Feature
+from evaluation_api.policy import Reason
+
+__all__ = [
+    "MAX_AMOUNT",
+    "CustomerFigures",
+    "Decision",
+    "ErrorBody",
+    "ErrorDetail",
+    "EvaluationCreate",
+    "EvaluationPublic",
+    "EvaluationRecord",
+    "FigurePublic",
+    "LegacyEvaluationCreate",
+    "LegacyEvaluationPublic",
+    "ModelRef",
+    "Reason",
+    "SegmentPublic",
+    "figure_limits",
+]
 
 
 def _printable(value: str) -> str:
@@ -28,25 +46,74 @@ Name = Annotated[
 CustomerId = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
 ]
-Amount = Annotated[float, Field(strict=True, ge=0, lt=MAX_AMOUNT, allow_inf_nan=False)]
-CreditLimit = Annotated[float, Field(strict=True, gt=0, lt=MAX_AMOUNT, allow_inf_nan=False)]
-
-Decision = Literal["approved", "review", "denied"]
 
 
-class CustomerFigures(BaseModel):
-    """The five figures the model segments a customer by."""
+def _figure_field(feature: Feature) -> Any:
+    """One amount: a JSON number (strict: no text, no bool), finite, >= 0 (> 0 if `positive`), below MAX_AMOUNT."""
+    return Field(
+        strict=True,
+        gt=0 if feature.positive else None,  # None: no such bound
+        ge=None if feature.positive else 0,
+        lt=MAX_AMOUNT,
+        allow_inf_nan=False,
+        description=feature.description,
+        examples=[feature.example],
+    )
 
+
+class _FiguresBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    balance: Amount = Field(description="Balance owed (R$)", examples=[1500.0])
-    purchases: Amount = Field(description="Purchases on credit in the period (R$)", examples=[800.0])
-    cash_advance: Amount = Field(description="Cash advances in the period (R$)", examples=[0.0])
-    credit_limit: CreditLimit = Field(description="Credit limit (R$)", examples=[5000.0])
-    payments: Amount = Field(description="Payments in the period (R$)", examples=[1200.0])
+    def figures(self) -> dict[str, float]:
+        """The figures by their contract names, in the model's order."""
+        return {name: getattr(self, name) for name in FEATURE_NAMES}
 
-    def features(self) -> tuple[float, float, float, float, float]:
-        return (self.balance, self.purchases, self.cash_advance, self.credit_limit, self.payments)
+
+if TYPE_CHECKING:
+    # The fields are generated below; to the type checker this is the base with its figures() method.
+    class CustomerFigures(_FiguresBase):
+        pass
+
+else:
+    CustomerFigures = create_model(
+        "CustomerFigures",
+        __base__=_FiguresBase,
+        __module__=__name__,
+        __doc__="The five figures the model segments a customer by.",
+        **{feature.name: (float, _figure_field(feature)) for feature in FEATURES},
+    )
+
+
+class FigurePublic(BaseModel):
+    """One of the customer's figures and its limits, for clients that check before sending (the form)."""
+
+    name: str = Field(description="The field's name in the request")
+    label: str = Field(description="pt-BR label")
+    description: str
+    minimum: float
+    exclusive_minimum: bool = Field(description="true: the value must be greater than `minimum`")
+    maximum: float
+    exclusive_maximum: bool = Field(description="true: the value must be less than `maximum`")
+
+
+def figure_limits() -> list[FigurePublic]:
+    """Read off CustomerFigures' own JSON schema, so that what clients are told is what is enforced."""
+    properties = CustomerFigures.model_json_schema()["properties"]
+    limits = []
+    for feature in FEATURES:
+        schema = properties[feature.name]
+        limits.append(
+            FigurePublic(
+                name=feature.name,
+                label=feature.label,
+                description=feature.description,
+                minimum=schema.get("exclusiveMinimum", schema.get("minimum")),
+                exclusive_minimum="exclusiveMinimum" in schema,
+                maximum=schema.get("exclusiveMaximum", schema.get("maximum")),
+                exclusive_maximum="exclusiveMaximum" in schema,
+            )
+        )
+    return limits
 
 
 class EvaluationCreate(CustomerFigures):
@@ -64,11 +131,6 @@ class SegmentPublic(BaseModel):
     id: int
     key: str
     description: str
-
-
-class Reason(BaseModel):
-    code: str = Field(description="Stable code, e.g. SEGMENT_REVIEW or BALANCE_FAR_ABOVE_LIMIT")
-    message: str = Field(description="pt-BR explanation")
 
 
 class ModelRef(BaseModel):

@@ -1,12 +1,13 @@
 // The evaluation form: checks the fields as the evaluation API does (docs/API.md), posts them to
 // the API on the same origin, and shows the decision, the API's field errors, or a plain message
 // when the service is unavailable. No framework and no build step: this file is served as is.
+// The amounts' limits are not written here: the form reads them from the API (GET /api/v1/figures).
 "use strict";
 
 (() => {
   const API_URL = "/api/v1/evaluations";
+  const FIGURES_URL = "/api/v1/figures";
   const TIMEOUT_MS = 10000; // the page never waits longer than this for an answer
-  const MONEY_MAX = 100000000; // exclusive upper bound of every amount (docs/API.md)
   const NAME_MAX = 120;
   const CUSTOMER_ID_MAX = 64;
 
@@ -27,6 +28,24 @@
     maximumFractionDigits: 6,
   });
   const dateTime = new Intl.DateTimeFormat("pt-BR", { dateStyle: "long", timeStyle: "medium" });
+  const plainNumber = new Intl.NumberFormat("pt-BR", { maximumFractionDigits: 6 });
+
+  // Each amount's limits as the API states them ({minimum, exclusive_minimum, maximum,
+  // exclusive_maximum}, by field). Until they arrive, or if they cannot be read, the API alone
+  // checks them; its messages are the same.
+  const limits = {};
+  async function loadLimits() {
+    try {
+      const response = await fetch(FIGURES_URL, { headers: { Accept: "application/json" }, cache: "no-store" });
+      const figures = response.ok ? await response.json() : [];
+      for (const figure of Array.isArray(figures) ? figures : []) {
+        if (figure && MONEY_FIELDS.includes(figure.name)) limits[figure.name] = figure;
+      }
+    } catch {
+      // Offline or an older API: the server still checks every value.
+    }
+  }
+  const limitsLoaded = loadLimits();
 
   // ---------------------------------------------------------------- parsing and checks
 
@@ -97,15 +116,23 @@
   }
 
   /**
-   * The amount checks of docs/API.md; returns a pt-BR message, or "" when the value is accepted.
-   * The messages are the API's own (evaluation_api/validation_messages.py), so a field reads the
-   * same whichever side caught the problem.
+   * The amount checks of docs/API.md, with the limits the API gave; returns a pt-BR message, or ""
+   * when the value is accepted. The messages are the API's own (evaluation_api/validation_messages.py),
+   * so a field reads the same whichever side caught the problem.
    */
   function checkMoney(field, value) {
     if (!Number.isFinite(value)) return "Informe um número finito.";
-    if (field === "credit_limit" && value <= 0) return "Deve ser maior que 0.";
-    if (value < 0) return "Deve ser maior ou igual a 0.";
-    if (value >= MONEY_MAX) return "Deve ser menor que 100.000.000.";
+    const limit = limits[field];
+    if (!limit) return "";
+    const { minimum, maximum } = limit;
+    if (limit.exclusive_minimum && value <= minimum) return `Deve ser maior que ${plainNumber.format(minimum)}.`;
+    if (!limit.exclusive_minimum && value < minimum) {
+      return `Deve ser maior ou igual a ${plainNumber.format(minimum)}.`;
+    }
+    if (limit.exclusive_maximum && value >= maximum) return `Deve ser menor que ${plainNumber.format(maximum)}.`;
+    if (!limit.exclusive_maximum && value > maximum) {
+      return `Deve ser menor ou igual a ${plainNumber.format(maximum)}.`;
+    }
     return "";
   }
 
@@ -347,6 +374,7 @@
 
   async function submit() {
     clearServiceMessage();
+    await limitsLoaded; // quick (same origin), and never rejects
     const body = collect();
     if (!body) {
       progress.textContent = "Corrija os campos indicados antes de enviar.";

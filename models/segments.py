@@ -1,4 +1,5 @@
-"""The five customer segments: a stable key and a pt-BR description per behavioural profile.
+"""How training tells the five customer segments apart (their ids, keys and pt-BR descriptions are
+the contract's: contract.SEGMENTS).
 
 KMeans numbers its clusters arbitrarily (another seed, another numbering), so segments are never
 identified by that index. Each segment has a *prototype*: its centroid profile in the pipeline's
@@ -12,74 +13,31 @@ tests/models/test_segments.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from contract import SEGMENTS
 
 if TYPE_CHECKING:
     import numpy as np
 
-
-@dataclass(frozen=True)
-class Segment:
-    id: int
-    key: str
-    description: str  # pt-BR: shown to analysts and customers
-    # Profile in scaled space, in FEATURES order: balance, purchases, cash_advance, credit_limit, payments.
-    prototype: tuple[float, float, float, float, float]
-
-
-SEGMENTS: tuple[Segment, ...] = (
-    Segment(
-        id=0,
-        key="high_limit_revolvers",
-        # The original system's first description; measured: credit limit above the population's
-        # median, payments below the balance, most of the limit in use.
-        description=(
-            "São clientes que possuem grandes limites totais no cartão, mas não são bons "
-            "pagadores, logo, não têm muito limite disponível."
-        ),
-        prototype=(0.7, 0.55, 1.1, 0.35, 0.5),
-    ),
-    Segment(
-        id=1,
-        key="cash_advance_users",
-        # The original system's third description; measured: almost no purchases on credit,
-        # large cash advances.
-        description="Clientes com maior preferência em usar débito e saques ao invés do crédito.",
-        prototype=(0.55, -1.65, 1.0, -0.1, 0.1),
-    ),
-    Segment(
-        id=2,
-        key="least_active",
-        # The original system's fourth description, completed with what sets the group apart:
-        # nearly all of them made no payment in the period.
-        description=(
-            "São os clientes que menos utilizam os serviços financeiros: saldo e compras baixos "
-            "e, em geral, nenhum pagamento no período."
-        ),
-        prototype=(-1.1, -0.4, -0.1, -0.1, -4.0),
-    ),
-    Segment(
-        id=3,
-        key="credit_purchasers_good_payers",
-        # The original system's fifth description; measured: the most purchases on credit,
-        # no cash advances, payments above the balance.
-        description="Utilizam muito o serviço de crédito e são bons pagadores.",
-        prototype=(0.1, 0.8, -0.9, 0.75, 0.45),
-    ),
-    Segment(
-        id=4,
-        key="low_limit_light_users",
-        # No original description fits this profile (the largest group): written from it.
-        description=(
-            "Clientes com limite baixo e saldo pequeno, que fazem compras modestas no crédito, "
-            "quase não usam saques e pagam mais do que devem."
-        ),
-        prototype=(-0.85, 0.25, -0.75, -0.75, -0.4),
-    ),
-)
-
-SEGMENTS_BY_KEY: dict[str, Segment] = {s.key: s for s in SEGMENTS}
+# Each segment's profile in scaled space, by segment key, in the contract's feature order
+# (contract.FEATURE_NAMES: balance, purchases, cash_advance, credit_limit, payments).
+PROTOTYPES: dict[str, tuple[float, ...]] = {
+    # The original system's first description; measured: credit limit above the population's
+    # median, payments below the balance, most of the limit in use.
+    "high_limit_revolvers": (0.7, 0.55, 1.1, 0.35, 0.5),
+    # The original system's third description; measured: almost no purchases on credit, large cash
+    # advances.
+    "cash_advance_users": (0.55, -1.65, 1.0, -0.1, 0.1),
+    # The original system's fourth description, completed with what sets the group apart: nearly
+    # all of them made no payment in the period.
+    "least_active": (-1.1, -0.4, -0.1, -0.1, -4.0),
+    # The original system's fifth description; measured: the most purchases on credit, no cash
+    # advances, payments above the balance.
+    "credit_purchasers_good_payers": (0.1, 0.8, -0.9, 0.75, 0.45),
+    # No original description fits this profile (the largest group): written from it.
+    "low_limit_light_users": (-0.85, 0.25, -0.75, -0.75, -0.4),
+}
 
 
 def match_segments(centroids: np.ndarray) -> list[int]:
@@ -88,11 +46,11 @@ def match_segments(centroids: np.ndarray) -> list[int]:
     One-to-one (Hungarian algorithm), so every segment gets exactly one cluster whatever the
     numbering KMeans chose.
     """
-    # Imported here: the evaluation API reads the segment definitions without numpy or scipy.
+    # Imported here: importing this module (and the contract it reads) costs neither numpy nor scipy.
     import numpy as np
     from scipy.optimize import linear_sum_assignment
 
-    prototypes = np.array([s.prototype for s in SEGMENTS])
+    prototypes = np.array([PROTOTYPES[s.key] for s in SEGMENTS])  # row N: segment id N
     if centroids.shape != prototypes.shape:
         raise ValueError(f"expected centroids of shape {prototypes.shape}, got {centroids.shape}")
     cost = np.linalg.norm(prototypes[:, None, :] - centroids[None, :, :], axis=2)

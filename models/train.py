@@ -28,15 +28,16 @@ from sklearn.metrics import silhouette_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from contract import SEGMENTS
 from models import CARD_PATH, CSV_COLUMNS, FEATURES, MODEL_NAME, N_SEGMENTS, PICKLE_PATH
-from models.segments import SEGMENTS, match_segments
+from models.segments import match_segments
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SEED = 42
 SILHOUETTE_SAMPLE = 5000
 # 50 restarts, not the default 10: on cc_general.csv, 10 restarts reached a worse local optimum for
-# some seeds (seed 42: inertia 17,466 vs 17,240), which moved ~15% of customers to another segment.
+# some seeds, which moved customers to another segment (docs/ARCHITECTURE.md).
 N_INIT = 50
 
 

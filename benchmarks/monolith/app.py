@@ -16,8 +16,8 @@ import numpy as np
 from fastapi import FastAPI
 from pydantic import BaseModel
 
+from contract import SEGMENTS
 from models import PICKLE_PATH
-from models.segments import SEGMENTS
 
 app = FastAPI(title="Avaliação de cartão de crédito (sistema original)")
 

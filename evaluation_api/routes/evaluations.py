@@ -9,11 +9,11 @@ from fastapi import APIRouter, Path, status
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from contract import FEATURE_NAMES, SEGMENTS_BY_KEY
 from evaluation_api.db import EvaluationRow, read_record
-from evaluation_api.deps import EvaluatorDep, RequestIdDep
+from evaluation_api.deps import EngineDep, EvaluatorDep, RequestIdDep
 from evaluation_api.errors import DatabaseUnavailable, NotFound
 from evaluation_api.schemas import ErrorBody, EvaluationCreate, EvaluationPublic, EvaluationRecord
-from models.segments import SEGMENTS_BY_KEY
 
 router = APIRouter(prefix="/api/v1/evaluations", tags=["evaluations"])
 
@@ -38,40 +38,44 @@ def _utc(moment: datetime) -> datetime:
 
 def _record(row: EvaluationRow) -> EvaluationRecord:
     segment = SEGMENTS_BY_KEY.get(row.segment_key)
-    return EvaluationRecord(
-        id=row.id,
-        decision=row.decision,  # type: ignore[arg-type]
-        segment={"id": row.segment_id, "key": row.segment_key, "description": segment.description if segment else ""},  # type: ignore[arg-type]
-        reasons=row.reasons,  # type: ignore[arg-type]
-        model={"name": row.model_name, "version": row.model_version},  # type: ignore[arg-type]
-        policy_version=row.policy_version,
-        evaluated_at=_utc(row.evaluated_at),
-        request_id=row.request_id,
-        input=EvaluationCreate.model_construct(
-            name=row.customer_name,
-            customer_id=row.customer_id,
-            balance=row.balance,
-            purchases=row.purchases,
-            cash_advance=row.cash_advance,
-            credit_limit=row.credit_limit,
-            payments=row.payments,
-        ),
-        distances=row.distances,
-        channel=row.channel,  # type: ignore[arg-type]
-        created_at=_utc(row.created_at),
+    # Validated from the stored values, except the input: stored as it was accepted, it is not
+    # checked again against today's rules.
+    return EvaluationRecord.model_validate(
+        {
+            "id": row.id,
+            "decision": row.decision,
+            "segment": {
+                "id": row.segment_id,
+                "key": row.segment_key,
+                "description": segment.description if segment else "",
+            },
+            "reasons": row.reasons,
+            "model": {"name": row.model_name, "version": row.model_version},
+            "policy_version": row.policy_version,
+            "evaluated_at": _utc(row.evaluated_at),
+            "request_id": row.request_id,
+            "input": EvaluationCreate.model_construct(
+                name=row.customer_name,
+                customer_id=row.customer_id,
+                **{name: getattr(row, name) for name in FEATURE_NAMES},
+            ),
+            "distances": row.distances,
+            "channel": row.channel,
+            "created_at": _utc(row.created_at),
+        }
     )
 
 
 @router.get("/{evaluation_id}", response_model=EvaluationRecord, responses={404: {"model": ErrorBody}})
 async def get_evaluation(
-    evaluator: EvaluatorDep,
+    engine: EngineDep,
     evaluation_id: str = Path(description="The id returned when the evaluation was made"),
 ) -> EvaluationRecord:
     """The stored record of one decision: inputs, outputs, versions, request id and timestamps."""
     if len(evaluation_id) > 36:  # ids are UUIDs: a longer one is simply not one of ours
         raise NotFound()
     try:
-        row = await run_in_threadpool(read_record, evaluator.engine, evaluation_id)
+        row = await run_in_threadpool(read_record, engine, evaluation_id)
     except SQLAlchemyError:
         raise DatabaseUnavailable(
             "Não foi possível consultar a avaliação agora. Tente novamente em alguns segundos."

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from evaluation_api.db import check_writable
+from evaluation_api.deps import EngineDep, ModelClientDep
 
 router = APIRouter(tags=["health"])
 
@@ -19,14 +20,13 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(request: Request) -> JSONResponse:
+async def readyz(model: ModelClientDep, engine: EngineDep) -> JSONResponse:
     """Ready to evaluate: the model service answers and the database takes a write. 503 otherwise."""
-    evaluator = request.app.state.evaluator
-    checks = {"model_service": "ok", "database": "ok", "circuit": evaluator.model.circuit_state()}
-    if not await evaluator.model.is_ready():
+    checks = {"model_service": "ok", "database": "ok", "circuit": model.circuit_state()}
+    if not await model.is_ready():
         checks["model_service"] = "unavailable"
     try:
-        await run_in_threadpool(check_writable, evaluator.engine)
+        await run_in_threadpool(check_writable, engine)
     except SQLAlchemyError as exc:
         checks["database"] = f"unavailable ({type(exc).__name__})"
     ready = checks["model_service"] == "ok" and checks["database"] == "ok"

@@ -192,7 +192,9 @@ def test_client_side_checks_show_the_error_beside_the_field_and_send_nothing(
     expect(page.get_by_test_id("error-credit_limit")).to_be_hidden()
     expect(page.get_by_test_id("input-credit_limit")).not_to_have_attribute("aria-invalid", "true")
 
-    assert not any("/api/" in url for url in browser_log.requests), browser_log.requests
+    # The page read the limits it checked against from the API, and sent no evaluation.
+    assert any(url.endswith("/api/v1/figures") for url in browser_log.requests), browser_log.requests
+    assert not any("/api/v1/evaluations" in url for url in browser_log.requests), browser_log.requests
     expect(page.get_by_test_id("result-card")).to_be_hidden()
     assert browser_log.script_errors() == []
 

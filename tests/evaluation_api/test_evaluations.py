@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
+from contract import MODEL_NAME, SEGMENTS_BY_KEY
 from evaluation_api.policy import Policy
-from models import MODEL_NAME
-from models.segments import SEGMENTS_BY_KEY
 from tests.utils.evaluations import (
     MODEL_VERSION,
     PUBLIC_FIELDS,

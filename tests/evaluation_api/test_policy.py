@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from contract import SEGMENTS, SEGMENTS_BY_KEY
 from evaluation_api.policy import SEVERITY, Figures, Policy, PolicyError, brl, decide, load_policy
-from models.segments import SEGMENTS, SEGMENTS_BY_KEY
 from tests.evaluation_api.conftest import PACKAGED_POLICY
 from tests.utils.evaluations import SEGMENT_DECISIONS
 
@@ -20,7 +20,7 @@ def figures(**overrides: float) -> Figures:
     """Figures that fire no rule (utilization 10%, payments made, no cash advance), with overrides."""
     values = {"balance": 100.0, "purchases": 100.0, "cash_advance": 0.0, "credit_limit": 1000.0, "payments": 100.0}
     values.update(overrides)
-    return Figures(**values)
+    return values
 
 
 def codes(policy: Policy, f: Figures, segment_key: str = "credit_purchasers_good_payers") -> list[str]:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from contract import FEATURE_NAMES, MAX_AMOUNT
 from evaluation_api.schemas import (
-    MAX_AMOUNT,
     EvaluationCreate,
     EvaluationPublic,
     EvaluationRecord,
@@ -28,12 +28,14 @@ def errors_of(
     return field_errors(info.value.errors())
 
 
-def test_a_valid_body_gives_the_features_in_the_models_order() -> None:
+def test_a_valid_body_gives_the_figures_by_name_in_the_models_order() -> None:
     created = EvaluationCreate.model_validate(
         body(balance=1, purchases=2, cash_advance=3, credit_limit=4, payments=5, customer_id="C-1.a_b")
     )
-    assert created.features() == (1.0, 2.0, 3.0, 4.0, 5.0)
-    assert all(isinstance(x, float) for x in created.features())
+    figures = created.figures()
+    assert figures == {"balance": 1.0, "purchases": 2.0, "cash_advance": 3.0, "credit_limit": 4.0, "payments": 5.0}
+    assert tuple(figures) == FEATURE_NAMES
+    assert all(isinstance(x, float) for x in figures.values())
     assert created.customer_id == "C-1.a_b"
 
 

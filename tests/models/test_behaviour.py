@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 
+from contract import SEGMENTS_BY_KEY
 from models import FEATURES, PICKLE_PATH
-from models.segments import SEGMENTS_BY_KEY
 from tests.utils.data import cc_general_frame
 
 CASH_ADVANCE = FEATURES.index("cash_advance")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sklearn.pipeline import Pipeline
 
+from contract import SEGMENTS
 from models import FEATURES, MODEL_NAME, PICKLE_PATH
-from models.segments import SEGMENTS
 from models.train import N_INIT, TrainingData, sha256_of
 from tests.utils.artifacts import REAL_DATA
 

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.segments import SEGMENTS, SEGMENTS_BY_KEY, match_segments
+from contract import SEGMENTS, SEGMENTS_BY_KEY
+from models.segments import PROTOTYPES, match_segments
 from models.train import TrainingData, fit
 
 # --- the catalogue and the matching ----------------------------------------------------------------
@@ -28,12 +29,14 @@ def test_five_segments_numbered_in_order_with_unique_keys() -> None:
     assert all(s.key.isidentifier() and s.key == s.key.lower() for s in SEGMENTS)
     assert all(s.description.strip() and s.description.endswith(".") for s in SEGMENTS)
     assert {s.key: s for s in SEGMENTS} == SEGMENTS_BY_KEY
+    assert set(PROTOTYPES) == set(SEGMENTS_BY_KEY)
+    assert all(len(p) == 5 for p in PROTOTYPES.values())
 
 
 @pytest.mark.parametrize("order", [(0, 1, 2, 3, 4), (4, 3, 2, 1, 0), (2, 0, 4, 1, 3), (1, 2, 3, 4, 0)])
 def test_matching_undoes_any_numbering(order: tuple[int, ...]) -> None:
     """Centroids near the prototypes, in any order: each segment gets the centroid made from its prototype."""
-    prototypes = np.array([s.prototype for s in SEGMENTS])
+    prototypes = np.array([PROTOTYPES[s.key] for s in SEGMENTS])
     rng = np.random.default_rng(0)
     centroids = prototypes[list(order)] + rng.normal(0, 0.1, prototypes.shape)
     matched = match_segments(centroids)
@@ -41,7 +44,7 @@ def test_matching_undoes_any_numbering(order: tuple[int, ...]) -> None:
 
 
 def test_matching_is_one_to_one_even_when_two_centroids_are_closest_to_one_prototype() -> None:
-    prototypes = np.array([s.prototype for s in SEGMENTS])
+    prototypes = np.array([PROTOTYPES[s.key] for s in SEGMENTS])
     centroids = np.repeat(prototypes[:1], 5, axis=0) + np.arange(5)[:, None] * 0.01
     assert sorted(match_segments(centroids)) == [0, 1, 2, 3, 4]
 
@@ -54,7 +57,7 @@ def test_matching_refuses_centroids_of_another_shape(shape: tuple[int, int]) -> 
 
 def test_every_prototype_is_nearest_its_own_centroid_in_the_committed_model(committed_pipeline: object) -> None:
     centroids = committed_pipeline.named_steps["kmeans"].cluster_centers_  # type: ignore[attr-defined]
-    prototypes = np.array([s.prototype for s in SEGMENTS])
+    prototypes = np.array([PROTOTYPES[s.key] for s in SEGMENTS])
     distances = np.linalg.norm(prototypes[:, None, :] - centroids[None, :, :], axis=2)
     assert distances.argmin(axis=1).tolist() == [0, 1, 2, 3, 4]
     # and the best one-to-one assignment is no permutation at all

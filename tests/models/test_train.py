@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from contract import SEGMENTS
 from models import CARD_PATH, FEATURES, PICKLE_PATH
-from models.segments import SEGMENTS
 from models.train import DataError, TrainingData, fit, load_training_data, main, sha256_of, train
 from tests.utils.artifacts import REAL_DATA
 from tests.utils.data import CC_GENERAL_COLUMNS, cc_general_frame

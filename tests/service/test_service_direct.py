@@ -19,8 +19,8 @@ import pydantic
 import pytest
 from sklearn.pipeline import Pipeline
 
+from contract import SEGMENTS
 from models import CARD_PATH, FEATURES, MODEL_NAME, PICKLE_PATH
-from models.segments import SEGMENTS
 from tests.utils.artifacts import code_running_pickle
 from tests.utils.data import BAD_INPUTS, BadInput, cc_general_frame, customer, customers_from_frame
 from tests.utils.store import IsolatedStore

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from sklearn.pipeline import Pipeline
 
+from contract import SEGMENTS
 from models import FEATURES, MODEL_NAME
-from models.segments import SEGMENTS
 from tests.utils import servers
 from tests.utils.data import BAD_INPUTS, BadInput, cc_general_frame, customer, customers_from_frame
 from tests.utils.servers import Server

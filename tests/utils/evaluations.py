@@ -21,9 +21,9 @@ from typing import Any
 
 import httpx
 
+from contract import SEGMENTS
 from evaluation_api.config import Settings
 from models import FEATURES, PICKLE_PATH
-from models.segments import SEGMENTS
 
 with warnings.catch_warnings():
     # Starlette 1.x warns at import that its TestClient wants `httpx2`, which the pinned environment
