@@ -27,10 +27,9 @@ RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
+# The figures and segments (contract/) and the API itself; nothing of training (models/).
 COPY contract/ contract/
 COPY evaluation_api/ evaluation_api/
-# The segment definitions the policy refers to; the rest of models/ (the pickle, training) stays out.
-COPY models/__init__.py models/segments.py models/
 # Numeric, so that Kubernetes' runAsNonRoot can check it.
 USER 10001:10001
 EXPOSE 8000

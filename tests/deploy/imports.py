@@ -1,110 +1,95 @@
-"""What a body of code imports, and whether a requirements file installs it.
+"""What a program really loads, and whether a requirements file installs what its code imports.
 
-An image that installs one requirements file and copies some packages runs only if every module its
-code imports is either copied or installed by that file (with what it depends on). Read statically
-(ast), so nothing is imported, and resolved against this venv's installed metadata, which
-requirements/constraints.txt pins to the versions the images install.
+The program is imported for real, in a fresh interpreter (-I: no PYTHONPATH, no current directory)
+whose only project files are those an image holds, copied to a temporary directory: a project file
+the image lacks fails the import. The third-party modules the project's code imports are resolved
+against this venv's installed metadata, which requirements/constraints.txt pins to the versions the
+images install. (Libraries' own optional imports are theirs to handle, so only ours are checked.)
 """
 
 from __future__ import annotations
 
-import ast
 import functools
 import importlib.metadata
+import json
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.utils.servers import ROOT
+from tests.utils.servers import ROOT, project_env
+
+# Imports the named modules (a name ending in ".*" also imports every module of that package, except
+# those given after "!") and prints every module then loaded, and those that the project's own code
+# imported itself (seen through __import__, which every import statement calls).
+_PROBE = """
+import builtins, importlib, json, pkgutil, sys
+sys.path.insert(0, sys.argv[1])
+ours = set(sys.argv[2].split(","))
+direct = set()
+real_import = builtins.__import__
+def recording_import(name, globals=None, locals=None, fromlist=(), level=0):
+    if level == 0 and str((globals or {}).get("__name__", "")).split(".")[0] in ours:
+        direct.add(name)
+    return real_import(name, globals, locals, fromlist, level)
+builtins.__import__ = recording_import
+skip = tuple(a[1:] for a in sys.argv[3:] if a.startswith("!"))
+for name in (a for a in sys.argv[3:] if not a.startswith("!")):
+    if name.endswith(".*"):
+        package = importlib.import_module(name[:-2])
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if not info.name.startswith(skip):
+                importlib.import_module(info.name)
+    else:
+        importlib.import_module(name)
+print(json.dumps({"loaded": sorted(sys.modules), "direct": sorted(direct)}))
+"""
 
 
-def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
+@dataclass(frozen=True)
+class Loaded:
+    all: set[str]  # every module in sys.modules afterwards
+    direct: set[str]  # the modules the project's own files imported
 
 
-def imported_modules(path: Path, *, in_functions: bool = True) -> set[str]:
-    """Absolute module names imported by a file at run time (not under `if TYPE_CHECKING:`).
-
-    With in_functions=False, only what importing the file runs: an import inside a function of a
-    module shared with other programs (models/segments.py imports scipy only to train) is that
-    module's way of saying the others do without it.
-    """
-    found: set[str] = set()
-
-    def visit(nodes: Iterable[ast.AST]) -> None:
-        for node in nodes:
-            if isinstance(node, ast.If) and _is_type_checking(node.test):
-                visit(node.orelse)
-                continue
-            if not in_functions and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
-                continue
-            if isinstance(node, ast.Import):
-                found.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                found.add(node.module)
-                # `from package import submodule` imports the submodule too, when it is one.
-                found.update(f"{node.module}.{alias.name}" for alias in node.names)
-            visit(ast.iter_child_nodes(node))
-
-    visit(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)).body)
-    return found
-
-
-def local_file(module: str) -> Path | None:
-    """The project file that a module name is, if it is one of ours."""
-    base = ROOT.joinpath(*module.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def reachable_files(entry: Path) -> set[Path]:
-    """entry and every project file that importing it imports, directly or through other project files."""
-    seen: set[Path] = set()
-    todo = [entry]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for module in imported_modules(path, in_functions=path == entry):
-            parts = module.split(".")
-            # A module's packages run first: models.segments runs models/__init__.py.
-            for i in range(1, len(parts) + 1):
-                found = local_file(".".join(parts[:i]))
-                if found:
-                    todo.append(found)
-    return seen
-
-
-def program_imports(entries: Iterable[Path]) -> tuple[set[Path], set[str]]:
-    """The project files a program made of `entries` loads, and every module they import: all the
-    imports of the entries (their functions run), only the module-level ones of the rest."""
-    entries = set(entries)
-    files: set[Path] = set()
-    for entry in entries:
-        files |= reachable_files(entry)
-    modules: set[str] = set()
+def load(modules: Iterable[str], *, files: Iterable[Path], workdir: Path, **env: str) -> Loaded:
+    """Import `modules` in a fresh interpreter where only `files` (project paths) are importable."""
+    ours = set()
     for path in files:
-        modules |= imported_modules(path, in_functions=path in entries)
-    return files, modules
+        target = workdir / path.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+        ours.add(path.relative_to(ROOT).parts[0].removesuffix(".py"))
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", _PROBE, str(workdir), ",".join(sorted(ours)), *modules],
+        cwd=workdir,
+        env=project_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, f"importing {list(modules)} failed:\n{result.stderr[-3000:]}"
+    found = json.loads(result.stdout.splitlines()[-1])
+    return Loaded(all=set(found["loaded"]), direct=set(found["direct"]))
 
 
-def third_party(modules: Iterable[str]) -> set[str]:
-    """Top-level names that are neither the standard library nor the project's own."""
-    tops = {m.split(".")[0] for m in modules}
-    return {t for t in tops if t not in sys.stdlib_module_names and local_file(t) is None and t != "__future__"}
+def not_installed(modules: Iterable[str], requirements_file: Path) -> dict[str, set[str]]:
+    """Top-level third-party modules among `modules` that `pip install -r requirements_file` does not
+    install, with the distributions that provide them here."""
+    installed = requirement_closure(requirements_file)
+    tops = {m.split(".")[0] for m in modules} - set(sys.stdlib_module_names)
+    return {top: distributions(top) for top in tops if not distributions(top) & installed and _third_party(top)}
 
 
-def local_packages(modules: Iterable[str]) -> set[str]:
-    return {m.split(".")[0] for m in modules if local_file(m.split(".")[0])}
+def _third_party(top: str) -> bool:
+    return top != "__future__" and not (ROOT / top).is_dir() and not (ROOT / f"{top}.py").is_file()
 
 
 def requirement_closure(requirements_file: Path) -> set[str]:

@@ -104,19 +104,30 @@ def _copied_files(path: Path) -> set[Path]:
     return files
 
 
-def test_the_api_image_copies_and_installs_everything_the_api_imports() -> None:
-    files, modules = imports.program_imports((ROOT / "evaluation_api").rglob("*.py"))
-    not_copied = {relative(f) for f in files - _copied_files(API_DOCKERFILE)}
-    assert not not_copied, (
-        f"the API imports project files that {API_DOCKERFILE.name} does not copy: {sorted(not_copied)}"
+# What training needs and the API must not: the API's image installs none of it.
+TRAINING_ONLY = {"models", "numpy", "scipy", "sklearn", "pandas", "joblib", "bentoml"}
+
+
+@pytest.fixture(scope="module")
+def api_loaded(tmp_path_factory: pytest.TempPathFactory) -> imports.Loaded:
+    """What importing each module of evaluation_api (the migrations' scripts, run by Alembic, aside)
+    loads, in an interpreter that sees only what the API's image copies."""
+    return imports.load(
+        ["evaluation_api.*", "!evaluation_api.migrations"],
+        files=_copied_files(API_DOCKERFILE),
+        workdir=tmp_path_factory.mktemp("api-image"),
     )
-    installed = imports.requirement_closure(ROOT / "requirements" / "evaluation-api.txt")
-    missing = {
-        top: imports.distributions(top)
-        for top in imports.third_party(modules)
-        if not imports.distributions(top) & installed
-    }
+
+
+def test_the_api_image_copies_and_installs_everything_the_api_imports(api_loaded: imports.Loaded) -> None:
+    assert {"evaluation_api.main", "evaluation_api.migrate", "contract"} <= api_loaded.all
+    assert {"fastapi", "sqlalchemy", "pydantic"} <= {m.split(".")[0] for m in api_loaded.direct}
+    missing = imports.not_installed(api_loaded.direct, ROOT / "requirements" / "evaluation-api.txt")
     assert not missing, f"imported by the API but not installed by requirements/evaluation-api.txt: {missing}"
+
+
+def test_the_api_imports_neither_the_training_package_nor_its_numeric_stack(api_loaded: imports.Loaded) -> None:
+    assert not {m for m in api_loaded.all if m.split(".")[0] in TRAINING_ONLY}
 
 
 # --------------------------------------------------------------------------- the model service's image (the Bento)
@@ -130,20 +141,15 @@ def test_the_bento_runs_a_service_class_that_exists() -> None:
     assert bentofile["python"]["requirements_txt"] == "requirements/model-service.txt"
 
 
-def test_the_bento_installs_every_package_the_model_service_imports() -> None:
-    """bentoml build packs service.py with the files it includes and installs only its requirements file."""
+def test_the_bento_packs_and_installs_everything_the_model_service_imports(tmp_path: Path) -> None:
+    """bentoml build packs service.py with the files it includes and installs only its requirements file.
+    Importing service.py loads the model from the project's store (`make import`, run by `make test`)."""
     bentofile = yaml.safe_load((ROOT / "bentofile.yaml").read_text(encoding="utf-8"))
-    files, modules = imports.program_imports([ROOT / "service.py"])
-    packed = {relative(p) for p in files}
-    assert packed <= set(bentofile["include"]), (
-        f"service.py needs files the Bento does not include: {packed - set(bentofile['include'])}"
-    )
-    installed = imports.requirement_closure(ROOT / bentofile["python"]["requirements_txt"])
-    missing = {
-        top: imports.distributions(top)
-        for top in imports.third_party(modules)
-        if not imports.distributions(top) & installed
-    }
+    included = [ROOT / p for p in bentofile["include"]]
+    loaded = imports.load(["service"], files=included, workdir=tmp_path)
+    assert {"service", "contract", "models"} <= loaded.all
+    assert {"bentoml", "numpy", "joblib"} <= loaded.direct
+    missing = imports.not_installed(loaded.direct, ROOT / bentofile["python"]["requirements_txt"])
     assert not missing, (
         f"imported by the model service but not installed by {bentofile['python']['requirements_txt']}: {missing}"
     )
