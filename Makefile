@@ -61,8 +61,10 @@ bento: import ## Build the Bento (the model service's deployable artifact)
 test: setup system-deps import ## Set up and run every test
 	$(PY) -m pytest
 
-lint: setup ## Static checks
+lint: setup ## Static checks: ruff (lint and format) and mypy --strict (pyproject.toml says over what)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 bench: setup system-deps import ## Run the benchmarks and regenerate docs/results/ (a few minutes)
 	$(PY) -m benchmarks.run

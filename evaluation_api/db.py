@@ -189,7 +189,7 @@ def read_record(engine: Engine, evaluation_id: str) -> EvaluationRow | None:
 def check_writable(engine: Engine) -> None:
     """Raise if the database cannot take a decision record (for /readyz): insert one, then roll back."""
     now = datetime.now(UTC)
-    probe = {
+    probe: dict[str, Any] = {
         "id": "readiness-probe",
         "request_id": "-",
         "channel": "api",

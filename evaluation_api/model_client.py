@@ -217,4 +217,4 @@ class ModelClient:
         opened_at = getattr(context, "opened_at", None)
         if opened_at is None:
             return self._breaker_ttl_s
-        return max(0.5, self._breaker_ttl_s - (time.time() - opened_at))
+        return max(0.5, self._breaker_ttl_s - (time.time() - float(opened_at)))

@@ -11,7 +11,7 @@ import logging
 import re
 import uuid
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TextIO
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pythonjsonlogger.json import JsonFormatter
@@ -57,14 +57,17 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
+class ApiLogHandler(logging.StreamHandler[TextIO]):
+    """Our handler on the root logger: its own class, so that configuring again replaces it."""
+
+
 def configure_logging(level: str) -> None:
     """JSON lines on stderr, each with its request id. Called by create_app, never at import."""
-    handler = logging.StreamHandler()
+    handler = ApiLogHandler()
     handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s"))
     handler.addFilter(_RequestIdFilter())
     root = logging.getLogger()
-    root.handlers = [h for h in root.handlers if not getattr(h, "_evaluation_api", False)]
-    handler._evaluation_api = True  # type: ignore[attr-defined]
+    root.handlers = [h for h in root.handlers if not isinstance(h, ApiLogHandler)]
     root.addHandler(handler)
     root.setLevel(level.upper())
     # httpx logs every call at INFO: one line per model call is noise at these rates, and costs.

@@ -23,6 +23,7 @@ import httpx
 
 from contract import SEGMENTS
 from evaluation_api.config import Settings
+from evaluation_api.observability import ApiLogHandler
 from models import FEATURES, PICKLE_PATH
 
 with warnings.catch_warnings():
@@ -186,7 +187,7 @@ def until(check: Callable[[], Any], *, timeout_s: float = 15.0, interval_s: floa
 
 
 def _app_handlers() -> list[logging.Handler]:
-    return [h for h in logging.getLogger().handlers if getattr(h, "_evaluation_api", False)]
+    return [h for h in logging.getLogger().handlers if isinstance(h, ApiLogHandler)]
 
 
 @contextmanager
