@@ -8,6 +8,7 @@ version the API.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -40,6 +41,10 @@ FEATURES: tuple[Feature, ...] = (
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 CSV_COLUMNS: dict[str, str] = {f.name: f.csv_column for f in FEATURES}
+
+# One customer's figures, by name (FEATURE_NAMES): what the model client sends, the policy reads and
+# the record stores.
+Figures = Mapping[str, float]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,14 +29,12 @@ from httpx_aiohttp import AiohttpTransport
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 
-from contract import FEATURE_NAMES
+from contract import FEATURE_NAMES, Figures
 from evaluation_api.errors import EvaluationError, ModelUnavailable
 from evaluation_api.observability import request_id_var
 
 logger = logging.getLogger(__name__)
 
-# A customer's figures by their contract names: /predict's `customers` items, as they are.
-Figures = Mapping[str, float]
 CIRCUIT = "model-service"
 
 

@@ -9,19 +9,15 @@ The decision is the strictest of the segment's decision and of every hard rule t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from contract import DECISIONS, SEGMENTS_BY_KEY, Decision
+from contract import DECISIONS, SEGMENTS_BY_KEY, Decision, Figures
 
 SEVERITY: dict[Decision, int] = {decision: i for i, decision in enumerate(DECISIONS)}
-
-# A customer's figures by their contract names (contract.FEATURE_NAMES).
-Figures = Mapping[str, float]
 
 
 class _Strict(BaseModel):

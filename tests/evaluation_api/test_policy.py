@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from contract import SEGMENTS, SEGMENTS_BY_KEY
-from evaluation_api.policy import SEVERITY, Figures, Policy, PolicyError, brl, decide, load_policy
+from contract import SEGMENTS, SEGMENTS_BY_KEY, Figures
+from evaluation_api.policy import SEVERITY, Policy, PolicyError, brl, decide, load_policy
 from tests.evaluation_api.conftest import PACKAGED_POLICY
 from tests.utils.evaluations import SEGMENT_DECISIONS
 
