@@ -14,7 +14,6 @@ from contract import FEATURE_NAMES, FEATURES, MAX_AMOUNT, Decision, Feature
 from evaluation_api.policy import Reason
 
 __all__ = [
-    "MAX_AMOUNT",
     "CustomerFigures",
     "Decision",
     "ErrorBody",
