@@ -53,7 +53,9 @@ run: import ## Set up and run the whole system: model service, evaluation API an
 	@echo "  Starting the model service (127.0.0.1:$(MODEL_SERVICE_PORT)) and the evaluation API."
 	@echo "  Open http://127.0.0.1:$(API_PORT)/  -  Ctrl-C stops everything."
 	@echo ""
-	exec $(VENV)/bin/supervisord -c local/supervisord.conf
+	@# First start only: an `admin` account with a random password, printed once (docs/API.md, "Sign in").
+	@$(PY) -m evaluation_api.accounts ensure-admin --api-url http://127.0.0.1:$(API_PORT)
+	export AUTH_SIGNING_KEY_FILE="$${AUTH_SIGNING_KEY_FILE:-$(RUN_DIR)/signing.key}"; exec $(VENV)/bin/supervisord -c local/supervisord.conf
 
 bento: import ## Build the Bento (the model service's deployable artifact)
 	$(VENV)/bin/bentoml build -f bentofile.yaml

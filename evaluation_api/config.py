@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, HttpUrl, field_validator, model_validator
+from pydantic import Field, HttpUrl, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -39,6 +39,29 @@ class Settings(BaseSettings):
     breaker_ttl_s: float = Field(5.0, gt=0, le=300)
     database_pool_size: int = Field(5, ge=1)
 
+    # Identity (docs/ARCHITECTURE.md, "Identity"). The signing key of the API's own tokens: from the
+    # environment (a Secret in Kubernetes), else a file generated on first start (0600) for `make run`.
+    auth_signing_key: SecretStr | None = Field(None, min_length=32)
+    auth_signing_key_file: Path = PROJECT_DIR / "var" / "signing.key"
+    auth_issuer: str = "credit-eligibility"
+    auth_audience: str = "evaluation-api"
+    auth_token_ttl_s: int = Field(900, ge=60, le=86_400)
+    # Wrong passwords in a row that lock an account, and for how long.
+    auth_max_failed_logins: int = Field(5, ge=1, le=100)
+    auth_lockout_s: int = Field(900, ge=1, le=86_400)
+    # How long a system key's account is remembered in process (a disabled key stops within this).
+    auth_key_cache_ttl_s: float = Field(30.0, ge=0, le=3600)
+    # A bank's identity provider (OpenID Connect): its access tokens are accepted when an issuer is set.
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None  # default: discovered from the issuer's /.well-known/openid-configuration
+    oidc_roles_claim: str = "roles"  # a dotted path is followed: realm_access.roles
+    oidc_username_claim: str = "preferred_username"
+    oidc_algorithms: list[str] = ["RS256", "ES256"]
+    oidc_jwks_cache_s: int = Field(300, ge=1)
+    # /docs and /openapi.json: on for development, off in the production overlay.
+    docs_enabled: bool = True
+
     @field_validator("database_url")
     @classmethod
     def _driver(cls, value: str) -> str:
@@ -54,6 +77,10 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.model_connect_timeout_s + self.model_read_timeout_s > self.evaluation_deadline_s * 2:
             raise ValueError("model timeouts must fit within twice the evaluation deadline")
+        if self.oidc_issuer and not self.oidc_audience:
+            raise ValueError("OIDC_AUDIENCE is required when OIDC_ISSUER is set")
+        if any(alg.upper().startswith("HS") or alg.lower() == "none" for alg in self.oidc_algorithms):
+            raise ValueError("OIDC_ALGORITHMS takes asymmetric algorithms only (RS256, ES256, ...)")
         if not self.policy_path.is_file():
             raise ValueError(f"POLICY_PATH {self.policy_path} is not a file")
         return self

@@ -12,12 +12,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator import metrics as http_metrics
 
+from evaluation_api.access import Identity, authorize, install_error_handler
 from evaluation_api.config import Settings, get_settings
 from evaluation_api.db import RecordWriter, make_engine
 from evaluation_api.errors import install_error_handlers
@@ -26,7 +27,7 @@ from evaluation_api.migrate import upgrade
 from evaluation_api.model_client import ModelClient
 from evaluation_api.observability import Metrics, RequestIdMiddleware, configure_logging
 from evaluation_api.policy import load_policy
-from evaluation_api.routes import evaluations, figures, health, legacy
+from evaluation_api.routes import accounts, audit, auth, evaluations, figures, health, legacy
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
         if settings.auto_migrate:
             await asyncio.to_thread(upgrade, engine)
         writer = RecordWriter(engine)
+        app.state.identity = await asyncio.to_thread(Identity.start, settings, engine)
         model = ModelClient(
             base_url=str(settings.model_service_url),
             connect_timeout_s=settings.model_connect_timeout_s,
@@ -86,13 +88,22 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
         # Metrics are Prometheus (/metrics); FastAPI's own OpenTelemetry hooks would otherwise look up
         # the OTel providers on every request (opentelemetry-api is installed, as a BentoML dependency).
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # Every route passes the access rules of evaluation_api/access.py first.
+        dependencies=[Depends(authorize)],
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     install_error_handlers(app)
+    install_error_handler(app)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(evaluations.router)
     app.include_router(figures.router)
     app.include_router(legacy.router)
     app.include_router(health.router)
+    app.include_router(auth.router)
+    app.include_router(accounts.router)
+    app.include_router(audit.router)
     # Two request metrics, not the default five (sizes, two latency histograms): each costs on every
     # request, and these two answer the questions we ask (rate and errors by route, latency).
     instrumentator = Instrumentator(registry=registry, excluded_handlers=["/metrics", "/healthz", "/readyz"])

@@ -387,13 +387,12 @@
     inflight = request;
     const timer = setTimeout(() => controller.abort(), TIMEOUT_MS);
     try {
-      const response = await fetch(API_URL, {
+      // With the session's token (frontend/session.js).
+      const response = await window.Session.fetch(API_URL, {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "application/json" },
         body: JSON.stringify(body),
         signal: controller.signal,
-        cache: "no-store",
-        credentials: "same-origin",
       });
       const answer = await readJson(response);
       if (request.cancelled) return;
@@ -401,6 +400,11 @@
         setBusy(false);
         progress.textContent = "Avaliação concluída.";
         showResult(answer, body.name);
+      } else if (response.status === 401) {
+        // The session expired: sign in again; the form keeps what was typed.
+        window.Session.expired();
+      } else if (response.status === 403) {
+        showServiceMessage(`Sua conta não tem permissão para fazer avaliações. ${KEPT}`);
       } else if (response.status === 422) {
         showValidationErrors(answer);
       } else if (response.status === 503) {
@@ -454,7 +458,8 @@
     });
   }
 
-  // The only thing that empties the form: the user asks for a new evaluation.
+  // What empties the form: the user asks for a new evaluation, or signs out.
+  window.addEventListener("session:signed-out", () => resetButton.click());
   resetButton.addEventListener("click", () => {
     if (inflight) {
       inflight.cancelled = true;

@@ -17,6 +17,7 @@ from sqlalchemy import make_url
 from evaluation_api.config import PACKAGE_DIR
 from evaluation_api.main import create_app
 from evaluation_api.policy import Policy, load_policy
+from evaluation_api.roles import Role
 from tests import conftest as root_conftest
 from tests.utils.evaluations import (
     SEGMENT_CUSTOMERS,
@@ -26,6 +27,7 @@ from tests.utils.evaluations import (
     predict,
     remove_app_log_handlers,
 )
+from tests.utils.identity import sign_in_as
 
 PACKAGED_POLICY = PACKAGE_DIR / "policy.yaml"
 
@@ -60,12 +62,16 @@ def _restore_logging() -> Iterator[None]:
 def start_app(tmp_path: Path, stub: ModelServiceStub) -> Iterator[Callable[..., Any]]:
     """`with start_app(**settings) as client:` the app, lifespan run, on `stub`; `client.app` is the app.
 
-    Settings default to a SQLite file in tmp_path (tests/utils/evaluations.make_settings)."""
+    Settings default to a SQLite file in tmp_path (tests/utils/evaluations.make_settings). The client is
+    signed in as an account named `analyst` (role analyst); `as_role=Role.X` signs in as an account named
+    after role X instead, `as_role=None` leaves it anonymous."""
 
     @contextmanager
-    def start(**overrides: Any) -> Iterator[TestClient]:
+    def start(*, as_role: Role | None = Role.ANALYST, **overrides: Any) -> Iterator[TestClient]:
         app = create_app(make_settings(tmp_path, **overrides), model_transport=stub.transport())
         with TestClient(app, raise_server_exceptions=False) as client:
+            if as_role is not None:  # an account of that role, named after it (tests/utils/identity.py)
+                sign_in_as(client, as_role, username=as_role.value)
             yield client
 
     yield start

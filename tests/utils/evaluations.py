@@ -78,6 +78,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "database_url": f"sqlite:///{tmp_path / 'evaluations.db'}",
         "frontend_dir": ROOT / "frontend",
         "breaker_ttl_s": 1.0,
+        "auth_signing_key_file": tmp_path / "signing.key",
     }
     values.update(overrides)
     return Settings(**values)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -37,6 +38,13 @@ PROJECT_ENV_VARS = (
     "MODEL_SERVICE_WORKERS",
     "MODEL_SERVICE_ACCESS_LOG",
     "MODEL_SERVICE_BATCHING",
+    "AUTH_SIGNING_KEY",
+    "AUTH_SIGNING_KEY_FILE",
+    "AUTH_TOKEN_TTL_S",
+    "OIDC_ISSUER",
+    "OIDC_AUDIENCE",
+    "OIDC_JWKS_URL",
+    "DOCS_ENABLED",
 )
 
 
@@ -184,6 +192,11 @@ def evaluation_api(
         ],
         port=port,
         ready_path="/healthz",
-        env=project_env(MODEL_SERVICE_URL=model_url, DATABASE_URL=database_url, **env),
+        # A signing key of its own (never the checkout's var/signing.key); a test may pass one.
+        env=project_env(
+            MODEL_SERVICE_URL=model_url,
+            DATABASE_URL=database_url,
+            **{"AUTH_SIGNING_KEY": secrets.token_urlsafe(48), **env},
+        ),
         log_path=(log_dir / f"evaluation-api-{port}.log") if log_dir else None,
     )

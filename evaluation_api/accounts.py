@@ -1,0 +1,456 @@
+"""Local accounts and system keys: the tables, what an administrator does with them, and the command line.
+
+    python -m evaluation_api.accounts create NAME --role ROLE --password-stdin
+    python -m evaluation_api.accounts create-key NAME --role system      # the key is the last line printed
+    python -m evaluation_api.accounts list | disable NAME | enable NAME | reset-password NAME --password-stdin
+    python -m evaluation_api.accounts revoke-key KEY_ID
+
+The command line uses DATABASE_URL (default: the SQLite file `make run` uses) and applies the
+migrations first. Every change is an audit event. A system key is stored as its SHA-256 digest only:
+the key is random (256 bits), so a fast digest is safe, and checking it costs nothing per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import hashlib
+import re
+import secrets
+import sys
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Boolean, DateTime, Engine, ForeignKey, Integer, String, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from evaluation_api import audit, passwords
+from evaluation_api.db import Base
+from evaluation_api.roles import ROLES, Principal, Role
+
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
+KEY_PREFIX = "cek_"  # "credit eligibility key": tells a key from a token at a glance, and to secret scanners
+
+
+class AccountRow(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str | None] = mapped_column(String(255))  # none for system accounts
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(128))
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(36), ForeignKey("accounts.id"), index=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 of the key, hex
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AccountError(ValueError):
+    """A change that cannot be made; the message says why (pt-BR, shown to the operator)."""
+
+
+class AccountExists(AccountError):
+    pass
+
+
+class AccountNotFound(AccountError):
+    pass
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    username: str
+    role: str
+    disabled: bool
+    locked_until: datetime | None
+    created_at: datetime
+    created_by: str
+    active_keys: int
+
+
+@dataclass(frozen=True)
+class Login:
+    """The outcome of a sign-in: a principal, or why not (never said to the caller beyond 401/429)."""
+
+    principal: Principal | None
+    locked_until: datetime | None = None
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def digest_of(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def principal_of(username: str, role: str, via: str) -> Principal:
+    return Principal(subject=username, name=username, roles=frozenset({Role(role)}), via=via)
+
+
+def _check_name(username: str) -> str:
+    if not USERNAME.match(username):
+        raise AccountError(
+            "Nome de conta inválido: de 3 a 64 caracteres, letras minúsculas sem acento, números, ponto, hífen ou "
+            "sublinhado, começando por letra ou número."
+        )
+    return username
+
+
+def _check_role(role: str) -> Role:
+    if role not in ROLES:
+        raise AccountError(f"Papel desconhecido: {role}. Papéis: {', '.join(ROLES)}.")
+    return Role(role)
+
+
+def _find(connection: Any, username: str) -> AccountRow | None:
+    row = connection.execute(select(AccountRow).where(AccountRow.username == username)).first()
+    return AccountRow(**row._mapping) if row is not None else None
+
+
+def create_account(
+    engine: Engine, context: audit.Context, username: str, role: str, password: str | None
+) -> AccountInfo:
+    """A new account. A password is required for every role but `system` (which signs in with keys)."""
+    _check_name(username)
+    checked_role = _check_role(role)
+    if password is None and checked_role is not Role.SYSTEM:
+        raise AccountError("Informe uma senha para a conta.")
+    password_hash = passwords.hash_password(password) if password is not None else None
+    now = datetime.now(UTC)
+    values = {
+        "id": str(uuid.uuid4()),
+        "username": username,
+        "role": checked_role.value,
+        "password_hash": password_hash,
+        "disabled": False,
+        "failed_logins": 0,
+        "locked_until": None,
+        "created_at": now,
+        "created_by": context.actor,
+    }
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(AccountRow), [values])
+            audit.append(
+                connection,
+                audit.event(
+                    context,
+                    "account.create",
+                    target_type="account",
+                    target_id=username,
+                    details={"role": checked_role.value},
+                ),
+            )
+    except IntegrityError:
+        raise AccountExists(f"A conta {username} já existe.") from None
+    return AccountInfo(username, checked_role.value, False, None, now, context.actor, 0)
+
+
+def create_key(engine: Engine, context: audit.Context, username: str, role: str) -> tuple[str, str]:
+    """A new key for `username` (created as a `role` account without a password if it does not exist).
+    Returns (key id, key): the key is shown once and only its digest is kept."""
+    _check_name(username)
+    checked_role = _check_role(role)
+    with engine.connect() as connection:
+        account = _find(connection, username)
+    if account is None:
+        create_account(engine, context, username, checked_role.value, None)
+        with engine.connect() as connection:
+            account = _find(connection, username)
+        assert account is not None
+    elif account.role != checked_role.value:
+        raise AccountError(f"A conta {username} tem o papel {account.role}, não {checked_role.value}.")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    key_id = str(uuid.uuid4())
+    with engine.begin() as connection:
+        connection.execute(
+            insert(ApiKeyRow),
+            [{"id": key_id, "account_id": account.id, "digest": digest_of(key), "created_at": datetime.now(UTC)}],
+        )
+        audit.append(
+            connection,
+            audit.event(
+                context, "api_key.create", target_type="account", target_id=username, details={"key_id": key_id}
+            ),
+        )
+    return key_id, key
+
+
+def revoke_key(engine: Engine, context: audit.Context, key_id: str) -> None:
+    with engine.begin() as connection:
+        done = connection.execute(
+            update(ApiKeyRow)
+            .where(ApiKeyRow.id == key_id, ApiKeyRow.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC))
+        )
+        if done.rowcount == 0:
+            raise AccountNotFound(f"Nenhuma chave ativa com o código {key_id}.")
+        audit.append(connection, audit.event(context, "api_key.revoke", target_type="api_key", target_id=key_id))
+
+
+def list_accounts(engine: Engine) -> list[AccountInfo]:
+    with engine.connect() as connection:
+        accounts = [
+            AccountRow(**row._mapping) for row in connection.execute(select(AccountRow).order_by(AccountRow.username))
+        ]
+        keys: dict[str, int] = {}
+        for row in connection.execute(select(ApiKeyRow.account_id).where(ApiKeyRow.revoked_at.is_(None))):
+            keys[row.account_id] = keys.get(row.account_id, 0) + 1
+    return [
+        AccountInfo(
+            a.username,
+            a.role,
+            a.disabled,
+            _utc(a.locked_until),
+            _utc(a.created_at) or a.created_at,
+            a.created_by,
+            keys.get(a.id, 0),
+        )
+        for a in accounts
+    ]
+
+
+def set_disabled(engine: Engine, context: audit.Context, username: str, disabled: bool) -> None:
+    """Disable (or enable) an account: its password and keys stop working (keys within the cache TTL,
+    tokens already issued at their expiry)."""
+    with engine.begin() as connection:
+        done = connection.execute(update(AccountRow).where(AccountRow.username == username).values(disabled=disabled))
+        if done.rowcount == 0:
+            raise AccountNotFound(f"A conta {username} não existe.")
+        action = "account.disable" if disabled else "account.enable"
+        audit.append(connection, audit.event(context, action, target_type="account", target_id=username))
+
+
+def reset_password(engine: Engine, context: audit.Context, username: str, password: str) -> None:
+    """A new password; it also lifts a lockout."""
+    password_hash = passwords.hash_password(password)
+    with engine.begin() as connection:
+        done = connection.execute(
+            update(AccountRow)
+            .where(AccountRow.username == username, AccountRow.role != Role.SYSTEM.value)
+            .values(password_hash=password_hash, failed_logins=0, locked_until=None)
+        )
+        if done.rowcount == 0:
+            raise AccountNotFound(f"A conta {username} não existe ou não entra com senha.")
+        audit.append(
+            connection, audit.event(context, "account.password_reset", target_type="account", target_id=username)
+        )
+
+
+def sign_in(
+    engine: Engine, context: audit.Context, username: str, password: str, *, max_failed: int, lockout_s: int
+) -> Login:
+    """Check a password, count failures and lock after `max_failed` in a row; every attempt is an event.
+    Unknown names cost a hash verification too (no timing difference)."""
+    now = datetime.now(UTC)
+    with engine.connect() as connection:
+        account = _find(connection, username) if USERNAME.match(username) else None
+    locked_until = _utc(account.locked_until) if account is not None else None
+    if account is not None and locked_until is not None and locked_until > now:
+        passwords.verify(None, password)  # same cost as any other answer
+        audit.record(
+            engine,
+            audit.event(
+                context,
+                "auth.login",
+                target_type="account",
+                target_id=username,
+                outcome="denied",
+                details={"reason": "locked"},
+            ),
+        )
+        return Login(None, locked_until)
+    usable = account is not None and not account.disabled and account.password_hash is not None
+    matched = passwords.verify(account.password_hash if usable and account is not None else None, password)
+    with engine.begin() as connection:
+        if account is None:
+            audit.append(
+                connection,
+                audit.event(
+                    context,
+                    "auth.login",
+                    target_type="account",
+                    target_id=username[:128],
+                    outcome="failure",
+                    details={"reason": "unknown_account"},
+                ),
+            )
+            return Login(None)
+        if not matched:
+            failures = account.failed_logins + 1
+            lock = now + timedelta(seconds=lockout_s) if failures >= max_failed else None
+            connection.execute(
+                update(AccountRow)
+                .where(AccountRow.id == account.id)
+                .values(failed_logins=0 if lock else failures, locked_until=lock)
+            )
+            reason = "disabled" if account.disabled else "no_password" if account.password_hash is None else "password"
+            audit.append(
+                connection,
+                audit.event(
+                    context,
+                    "auth.login",
+                    target_type="account",
+                    target_id=username,
+                    outcome="failure",
+                    details={"reason": reason, "locked": lock is not None},
+                ),
+            )
+            return Login(None, lock)
+        values: dict[str, Any] = {"failed_logins": 0, "locked_until": None}
+        if account.password_hash is not None and passwords.needs_rehash(account.password_hash):
+            values["password_hash"] = passwords.hash_password(password)
+        connection.execute(update(AccountRow).where(AccountRow.id == account.id).values(**values))
+        audit.append(
+            connection,
+            audit.event(
+                audit.Context(username, account.role, context.request_id, context.client_address),
+                "auth.login",
+                target_type="account",
+                target_id=username,
+            ),
+        )
+    return Login(principal_of(account.username, account.role, "token"))
+
+
+def principal_for_key(engine: Engine, digest: str) -> Principal | None:
+    """The account behind a key's digest, if the key is active and its account enabled."""
+    query = (
+        select(AccountRow.username, AccountRow.role)
+        .join(ApiKeyRow, ApiKeyRow.account_id == AccountRow.id)
+        .where(ApiKeyRow.digest == digest, ApiKeyRow.revoked_at.is_(None), AccountRow.disabled.is_(False))
+    )
+    with engine.connect() as connection:
+        row = connection.execute(query).first()
+    return principal_of(row.username, row.role, "key") if row is not None else None
+
+
+def ensure_admin(engine: Engine, username: str = "admin") -> str | None:
+    """Create `username` (role admin) with a random password when no admin exists; return the password
+    (to be shown once), or None when there was one already."""
+    with engine.connect() as connection:
+        exists = connection.execute(select(AccountRow.id).where(AccountRow.role == Role.ADMIN.value)).first()
+    if exists is not None:
+        return None
+    password = secrets.token_urlsafe(15)  # 20 characters, 120 bits
+    context = audit.Context("make-run", "-", "-", None)
+    try:
+        create_account(engine, context, username, Role.ADMIN.value, password)
+    except AccountExists:
+        return None
+    return password
+
+
+# --- the command line --------------------------------------------------------------------------------
+
+
+def _read_password(stdin: Any) -> str:
+    line: str = stdin.readline()
+    return line.rstrip("\r\n")
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _cli_context() -> audit.Context:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return audit.Context(f"cli:{user}"[:128], "-", "-", None)
+
+
+def main(argv: list[str] | None = None, *, stdin: Any = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evaluation_api.accounts", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    create = commands.add_parser("create", help="create an account that signs in with a password")
+    create.add_argument("name")
+    create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument("--password-stdin", action="store_true", required=True, help="read the password from stdin")
+    key = commands.add_parser("create-key", help="create a key for a system account (printed once, last line)")
+    key.add_argument("name")
+    key.add_argument("--role", required=True, choices=ROLES)
+    commands.add_parser("list", help="list the accounts")
+    for name in ("disable", "enable"):
+        commands.add_parser(name, help=f"{name} an account").add_argument("name")
+    reset = commands.add_parser("reset-password", help="set a new password (lifts a lockout)")
+    reset.add_argument("name")
+    reset.add_argument("--password-stdin", action="store_true", required=True)
+    revoke = commands.add_parser("revoke-key", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    bootstrap = commands.add_parser("ensure-admin", help="create `admin` with a random password if no admin exists")
+    bootstrap.add_argument("--api-url", default="http://127.0.0.1:8000")
+    args = parser.parse_args(argv)
+    stdin = stdin if stdin is not None else sys.stdin
+
+    from evaluation_api.config import get_settings
+    from evaluation_api.db import make_engine
+    from evaluation_api.migrate import upgrade
+
+    engine = make_engine(get_settings().database_url)
+    context = _cli_context()
+    try:
+        upgrade(engine)
+        if args.command == "create":
+            create_account(engine, context, args.name, args.role, _read_password(stdin))
+            _say(f"Conta {args.name} criada com o papel {args.role}.")
+        elif args.command == "create-key":
+            key_id, secret = create_key(engine, context, args.name, args.role)
+            _say(f"Chave {key_id} criada para {args.name} ({args.role}). Guarde-a agora: ela não é mostrada de novo.")
+            _say(secret)
+        elif args.command == "list":
+            for info in list_accounts(engine):
+                state = "desativada" if info.disabled else "ativa"
+                _say(
+                    f"{info.username}\t{info.role}\t{state}\tchaves={info.active_keys}\tcriada={info.created_at:%Y-%m-%d}"
+                )
+        elif args.command in ("disable", "enable"):
+            set_disabled(engine, context, args.name, args.command == "disable")
+            _say(f"Conta {args.name} {'desativada' if args.command == 'disable' else 'reativada'}.")
+        elif args.command == "reset-password":
+            reset_password(engine, context, args.name, _read_password(stdin))
+            _say(f"Senha de {args.name} alterada.")
+        elif args.command == "revoke-key":
+            revoke_key(engine, context, args.key_id)
+            _say(f"Chave {args.key_id} revogada.")
+        elif args.command == "ensure-admin":
+            password = ensure_admin(engine)
+            if password is not None:
+                _say(
+                    "\n  Primeira execução: conta de administrador criada (a senha não é mostrada de novo).\n"
+                    f"    Usuário: admin\n    Senha:   {password}\n"
+                    f"  Entre em {args.api_url}/ ou peça um token:\n"
+                    f"    curl -d username=admin -d 'password=...' {args.api_url}/api/v1/auth/token\n"
+                    "  Crie as contas de quem vai usar o sistema:\n"
+                    "    .venv/bin/python -m evaluation_api.accounts create NOME --role analyst --password-stdin\n"
+                    "    .venv/bin/python -m evaluation_api.accounts create-key NOME --role system\n"
+                )
+    except (AccountError, passwords.WeakPassword) as exc:
+        sys.stderr.write(f"erro: {exc}\n")
+        return 1
+    finally:
+        engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
