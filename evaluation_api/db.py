@@ -68,6 +68,8 @@ class EvaluationRow(Base):
         Column("policy_version", String(32), nullable=False),
         Column("evaluated_at", DateTime(timezone=True), nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False),
+        # Who made it (an account's name, `oidc:<sub>`); none on records made before sign-in existed.
+        Column("created_by", String(128), nullable=True, index=True),
     )
 
     # Typed attributes for the columns the code reads by name; the figures are read with getattr.
@@ -86,6 +88,7 @@ class EvaluationRow(Base):
     policy_version: Mapped[str]
     evaluated_at: Mapped[datetime]
     created_at: Mapped[datetime]
+    created_by: Mapped[str | None]
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:

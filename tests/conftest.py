@@ -49,3 +49,12 @@ def evaluation_api_server(
     ).start(timeout=60)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def evaluation_api_key(evaluation_api_server: servers.Server) -> str:
+    """A system key (role system) on `evaluation_api_server`'s database, made with the documented command
+    line: send it as `Authorization: Bearer <key>` (tests/utils/identity.py)."""
+    from tests.utils.identity import cli_create_key
+
+    return cli_create_key(evaluation_api_server.env["DATABASE_URL"], "session-system")

@@ -16,6 +16,7 @@ from tests.deploy.files import one
 from tests.deploy.gateway import GatewayDir
 from tests.utils import servers
 from tests.utils.evaluations import body as valid_evaluation
+from tests.utils.identity import bearer
 
 SECURITY_HEADERS = {
     "content-security-policy": "frame-ancestors 'none'",
@@ -98,8 +99,10 @@ def test_the_form_is_served_compressed_with_security_headers(gateway: str) -> No
 
 
 @pytest.mark.slow
-def test_an_evaluation_submitted_through_the_gateway_is_answered_and_recorded(gateway: str) -> None:
-    with httpx.Client(base_url=gateway, timeout=10) as client:
+def test_an_evaluation_submitted_through_the_gateway_is_answered_and_recorded(
+    gateway: str, evaluation_api_key: str
+) -> None:
+    with httpx.Client(base_url=gateway, timeout=10, headers=bearer(evaluation_api_key)) as client:
         response = client.post("/api/v1/evaluations", json=valid_evaluation())
         assert response.status_code == 201, response.text
         body = response.json()
@@ -120,8 +123,43 @@ def test_an_evaluation_submitted_through_the_gateway_is_answered_and_recorded(ga
 
 
 @pytest.mark.slow
-def test_the_api_validation_errors_pass_through_unchanged(gateway: str) -> None:
-    response = httpx.post(gateway + "/api/v1/evaluations", json=valid_evaluation(credit_limit=0), timeout=10)
+def test_credentials_pass_through_and_their_absence_is_the_apis_401(gateway: str) -> None:
+    response = httpx.post(gateway + "/api/v1/evaluations", json=valid_evaluation(), timeout=10)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["error"] == "unauthorized"
+    forged = httpx.post(
+        gateway + "/api/v1/evaluations", json=valid_evaluation(), headers=bearer("cek_not-a-key"), timeout=10
+    )
+    assert forged.status_code == 401
+    _assert_security_headers(forged)
+
+
+@pytest.mark.slow
+def test_signing_in_is_rate_limited_harder_than_the_api(gateway: str) -> None:
+    """10 sign-ins a minute per client with a burst of 5: back-to-back, at most 6 reach the API."""
+    statuses = []
+    for n in range(30):
+        response = httpx.post(
+            gateway + "/api/v1/auth/token", data={"username": f"ninguem-{n}", "password": "x" * 12}, timeout=10
+        )
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            break
+    assert statuses[-1] == 429, statuses
+    assert set(statuses[:-1]) == {401} and len(statuses) - 1 <= 7, statuses
+    assert response.json()["error"] == "rate_limited"
+    assert response.headers["retry-after"] == "1"
+
+
+@pytest.mark.slow
+def test_the_api_validation_errors_pass_through_unchanged(gateway: str, evaluation_api_key: str) -> None:
+    response = httpx.post(
+        gateway + "/api/v1/evaluations",
+        json=valid_evaluation(credit_limit=0),
+        headers=bearer(evaluation_api_key),
+        timeout=10,
+    )
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "credit_limit"
 
@@ -150,7 +188,7 @@ def test_a_burst_from_one_client_is_limited_with_429_and_retry_after(gateway: st
             if response.status_code == 429:
                 break
         assert statuses[-1] == 429, "no 429 after 200 back-to-back requests"
-        assert set(statuses[:-1]) == {404} and len(statuses) - 1 >= 21, statuses
+        assert set(statuses[:-1]) == {401} and len(statuses) - 1 >= 21, statuses  # no credential: the API's 401
         assert response.json()["error"] == "rate_limited"
         assert response.headers["retry-after"] == "1"
         _assert_security_headers(response)

@@ -13,6 +13,7 @@ import httpx
 from evaluation_api.main import create_app
 from models import FEATURES
 from tests.utils.evaluations import ModelServiceStub, body, make_settings
+from tests.utils.identity import analyst_headers
 
 URL = "/api/v1/evaluations"
 N = 50
@@ -38,7 +39,9 @@ async def test_concurrent_evaluations_are_coalesced_and_each_recorded_once(
     app = create_app(make_settings(tmp_path, model_batch_max_in_flight=2), model_transport=stub.transport())
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=analyst_headers(app)
+        ) as client:
             responses = await asyncio.gather(
                 *(client.post(URL, json=customer(i), headers={"X-Request-ID": f"conc-{i:03d}"}) for i in range(N))
             )
@@ -79,7 +82,9 @@ async def test_a_burst_while_the_model_is_down_records_nothing(tmp_path: Path, s
     app = create_app(make_settings(tmp_path), model_transport=stub.transport())
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=analyst_headers(app)
+        ) as client:
             responses = await asyncio.gather(*(client.post(URL, json=customer(i)) for i in range(20)))
     assert {r.status_code for r in responses} == {503}
     assert {r.json()["error"] for r in responses} == {"model_unavailable"}

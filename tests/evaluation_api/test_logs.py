@@ -97,7 +97,8 @@ def test_log_lines_of_a_coalesced_call_carry_its_own_request_ids(
 
         async def burst() -> None:
             transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
-            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            headers = {"Authorization": client.headers["Authorization"]}
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers) as c:
                 responses = await asyncio.gather(
                     *(c.post(URL, json=body(), headers={"X-Request-ID": f"burst-{i}"}) for i in range(6))
                 )

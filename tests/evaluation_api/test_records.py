@@ -26,6 +26,7 @@ from evaluation_api.main import create_app
 from evaluation_api.migrate import upgrade
 from models import FEATURES
 from tests.utils.evaluations import SEGMENT_CUSTOMERS, ModelServiceStub, body, make_settings
+from tests.utils.identity import analyst_headers
 
 URL = "/api/v1/evaluations"
 
@@ -94,7 +95,7 @@ def test_migrations_bring_a_fresh_database_to_head_matching_the_model(engine: En
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     columns = {c["name"]: c for c in inspect(engine).get_columns("evaluations")}
     assert set(columns) == set(EvaluationRow.__table__.columns.keys())
-    assert [name for name, c in columns.items() if c["nullable"]] == ["customer_id"]
+    assert [name for name, c in columns.items() if c["nullable"]] == ["customer_id", "created_by"]
 
 
 # --- written through the API, read back --------------------------------------------------------------
@@ -179,7 +180,9 @@ async def test_no_half_written_rows_when_some_records_are_refused(
     async with app.router.lifespan_context(app):
         refuse_inserts_of(engine, "Recusado")
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=analyst_headers(app)
+        ) as client:
             one_by_one = [
                 await client.post(URL, json=body(name=name), headers={"X-Request-ID": f"seq-{n}"})
                 for n, name in enumerate(["Aceito", "Recusado", "Aceito"])

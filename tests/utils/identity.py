@@ -12,6 +12,7 @@ Nothing here starts a process at import.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import subprocess
 import sys
@@ -29,8 +30,9 @@ PASSWORD = "senha-de-teste-123"  # 18 characters: passes the rule
 CONTEXT = audit.Context("tests", "-", "-", None)
 
 
-def identity_of(client: Any) -> Identity:
-    app: FastAPI = client.app
+def identity_of(client_or_app: Any) -> Identity:
+    """The started app's Identity, from a TestClient or the app itself."""
+    app: FastAPI = client_or_app if isinstance(client_or_app, FastAPI) else client_or_app.app
     identity: Identity = app.state.identity
     return identity
 
@@ -57,9 +59,16 @@ def sign_in_as(client: Any, role: Role | str = Role.ANALYST, username: str | Non
     """Create an account of `role` and authenticate every later request of `client` as it; returns the name."""
     role = Role(role)
     username = username or f"{role.value}-{secrets.token_hex(3)}"
-    create_account(client, username, role)
+    with contextlib.suppress(accounts.AccountExists):  # a second app on the same database
+        create_account(client, username, role)
     client.headers["Authorization"] = f"Bearer {token(client, username, role)}"
     return username
+
+
+def analyst_headers(app: FastAPI, username: str = "analyst") -> dict[str, str]:
+    """For an httpx.AsyncClient on a started app (lifespan run): an analyst account and its bearer header."""
+    create_account(app, username, Role.ANALYST)
+    return bearer(token(app, username, Role.ANALYST))
 
 
 def create_key(client: Any, username: str) -> str:
