@@ -326,3 +326,18 @@ def test_the_probe_paths_answer_200_on_the_real_services(
         for kind, path in _probe_paths(container).items():
             response = httpx.get(server.url + path, timeout=5)
             assert response.status_code == 200, f"{name} {kind} {path}: {response.status_code} {response.text[:200]}"
+
+
+def test_the_signing_key_comes_from_a_secret_and_production_serves_no_docs(production: list[Obj]) -> None:
+    api = one(production, "Deployment", "evaluation-api")
+    (container,) = pod_spec(api)["containers"]
+    signing = next(e for e in container["env"] if e["name"] == "AUTH_SIGNING_KEY")
+    assert set(signing) == {"name", "valueFrom"}, "the signing key only from a Secret"
+    ref = signing["valueFrom"]["secretKeyRef"]
+    doc = DEPLOY_DOC.read_text(encoding="utf-8")
+    assert re.search(rf"create secret generic {ref['name']}\b[^`]*--from-literal={ref['key']}=", doc, re.DOTALL)
+    settings = one(production, "ConfigMap", "evaluation-api-settings")["data"]
+    assert settings["DOCS_ENABLED"] == "false"
+    assert int(settings["AUTH_TOKEN_TTL_S"]) <= 3600
+    # The migrations need no signing key: only the API container gets it.
+    assert all(e["name"] != "AUTH_SIGNING_KEY" for init in pod_spec(api)["initContainers"] for e in init["env"])
