@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ import httpx
 from benchmarks import workload
 from models import CARD_PATH, MODEL_NAME
 from tests.utils import servers
+from tests.utils.identity import cli_create_key
 from tests.utils.servers import Server
 
 ROOT = servers.ROOT
@@ -101,6 +103,10 @@ def model_service_server(
 
 
 def evaluation_api_server(*, log_dir: Path, model_url: str, db_path: Path, **env: str) -> Server:
+    """The API, with a system key made on its database first (the documented command line) and handed to
+    the load generators as BENCH_AUTHORIZATION: `/avaliar` is measured as a calling system makes it."""
+    key = cli_create_key(f"sqlite:///{db_path}", "benchmark")
+    os.environ["BENCH_AUTHORIZATION"] = f"Bearer {key}"
     return servers.evaluation_api(model_url=model_url, database_url=f"sqlite:///{db_path}", log_dir=log_dir, **env)
 
 

@@ -27,6 +27,10 @@ _counter = itertools.count()
 _rate = float(os.environ.get("BENCH_RATE", "0"))
 _capture = os.environ.get("BENCH_CAPTURE") == "1"
 _records: list[tuple[Any, ...]] = []
+# BENCH_AUTHORIZATION: the evaluation API's credential (a system key, benchmarks/systems.py).
+_HEADERS = {"Content-Type": "application/json"}
+if os.environ.get("BENCH_AUTHORIZATION"):
+    _HEADERS["Authorization"] = os.environ["BENCH_AUTHORIZATION"]
 
 
 @events.request.add_listener
@@ -86,7 +90,7 @@ class EvaluationUser(FastHttpUser):
         self.client.post(
             os.environ["BENCH_PATH"],
             data=_bodies[i],
-            headers={"Content-Type": "application/json"},
+            headers=_HEADERS,
             context={"body": i},
         )
 

@@ -17,6 +17,7 @@ request's clock when it writes it, after the delay; the delay is taken out of th
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -162,12 +163,15 @@ def available() -> bool:
 
 
 def command(*, url: str, connections: int, duration_s: float, script_path: Path, timeout_s: float = 10.0) -> list[str]:
+    # The evaluation API wants a credential (a system key, made by benchmarks/systems.py); the others ignore it.
+    authorization = os.environ.get("BENCH_AUTHORIZATION")
     return [
         "wrk",
         f"-t{_threads(connections)}",
         f"-c{connections}",
         f"-d{duration_s:g}s",
         f"--timeout={timeout_s:g}s",
+        *(["-H", f"Authorization: {authorization}"] if authorization else []),
         "-s",
         str(script_path),
         url,

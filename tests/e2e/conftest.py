@@ -11,11 +11,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect, sync_playwright
 
 from tests.utils import servers
+from tests.utils.identity import PASSWORD, cli_create_account
 
 CHROMIUM = Path("/usr/bin/chromium")
+# The analysts who sign in (tests/utils/identity.PASSWORD).
+ANALYST = "ana.souza"
+OTHER_ANALYST = "bruno.lima"
 # No sandbox: CI runs as root. The rest keeps chromium from reaching anything but the page.
 CHROMIUM_ARGS = [
     "--headless",
@@ -47,6 +51,9 @@ def evaluation_api(
 ) -> Iterator[servers.Server]:
     """This module's own evaluation API (which serves the form at /), on a fresh SQLite file."""
     db = tmp_path_factory.mktemp("e2e-db") / "evaluations.db"
+    # The people who sign in to the form, made as an operator makes them (the documented command line).
+    for username, role in ((ANALYST, "analyst"), (OTHER_ANALYST, "analyst")):
+        cli_create_account(f"sqlite:///{db}", username, role, PASSWORD)
     server = servers.evaluation_api(
         model_url=model_service.url, database_url=f"sqlite:///{db}", log_dir=artifacts_dir
     ).start(timeout=EVALUATION_API_START_S)
@@ -55,6 +62,16 @@ def evaluation_api(
         yield server
     finally:
         server.stop()
+
+
+def sign_in(page: Page, base_url: str, username: str = ANALYST, password: str = PASSWORD) -> None:
+    """Open the form and sign in as `username`: the evaluation form shows, with the name in the header."""
+    page.goto(base_url + "/")
+    page.get_by_label("Usuário").fill(username)
+    page.get_by_label("Senha").fill(password)
+    page.get_by_role("button", name="Entrar").click()
+    expect(page.get_by_test_id("user-name")).to_have_text(username)
+    expect(page.get_by_test_id("evaluation-form")).to_be_visible()
 
 
 def _wait_until_ready(server: servers.Server, *, timeout: float) -> None:

@@ -16,8 +16,9 @@ import httpx
 import pytest
 from playwright.sync_api import Page, Route, expect
 
-from tests.e2e.conftest import CHROMIUM, BrowserLog
+from tests.e2e.conftest import ANALYST, CHROMIUM, OTHER_ANALYST, BrowserLog, sign_in
 from tests.utils import servers
+from tests.utils.identity import bearer, token_for
 
 pytestmark = [
     pytest.mark.browser,
@@ -108,7 +109,7 @@ def test_form_evaluates_a_customer_and_shows_the_decision(
     browser_log: BrowserLog,
     screenshots: Path,
 ) -> None:
-    page.goto(evaluation_api.url + "/")
+    sign_in(page, evaluation_api.url)
     expect(page).to_have_title(re.compile("cartão de crédito"))
     assert page.locator("html").get_attribute("lang") == "pt-BR"
     # Every field has a visible label tied to its input.
@@ -156,7 +157,8 @@ def test_form_evaluates_a_customer_and_shows_the_decision(
 
     evaluation_id = page.get_by_test_id("evaluation-id").inner_text().strip()
     assert evaluation_id
-    record = httpx.get(f"{evaluation_api.url}/api/v1/evaluations/{evaluation_id}", timeout=10.0)
+    analyst = bearer(token_for(evaluation_api.url, ANALYST))
+    record = httpx.get(f"{evaluation_api.url}/api/v1/evaluations/{evaluation_id}", headers=analyst, timeout=10.0)
     assert record.status_code == 200, record.text
     stored = record.json()
     assert stored["id"] == evaluation_id
@@ -173,10 +175,93 @@ def test_form_evaluates_a_customer_and_shows_the_decision(
     assert browser_log.page_errors == []
 
 
+def test_sign_in_evaluate_see_my_evaluations_and_sign_out(
+    page: Page, evaluation_api: servers.Server, browser_log: BrowserLog, screenshots: Path
+) -> None:
+    # Before signing in, only the sign-in page: no form, no name, no Sair.
+    page.goto(evaluation_api.url + "/")
+    expect(page.get_by_test_id("signin")).to_be_visible()
+    expect(page.get_by_test_id("evaluation-form")).to_be_hidden()
+    expect(page.get_by_role("button", name="Sair")).to_be_hidden()
+    # A wrong password: a plain message, nothing said about which part was wrong.
+    page.get_by_label("Usuário").fill(ANALYST)
+    page.get_by_label("Senha").fill("senha-errada-000")
+    page.get_by_role("button", name="Entrar").click()
+    expect(page.get_by_test_id("signin-message")).to_have_text("Usuário ou senha incorretos.")
+    page.screenshot(path=screenshots / "10-sign-in-refused.png", full_page=True)
+
+    sign_in(page, evaluation_api.url)
+    expect(page.get_by_role("button", name="Sair")).to_be_visible()
+    page.screenshot(path=screenshots / "11-signed-in.png", full_page=True)
+    fill(page, {**TYPED, "name": "Cliente da Ana"})
+    page.get_by_test_id("submit").click()
+    expect(page.get_by_test_id("result-card")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    evaluation_id = page.get_by_test_id("evaluation-id").inner_text().strip()
+
+    # Another analyst's evaluation, made over the API: never in Ana's list.
+    other = bearer(token_for(evaluation_api.url, OTHER_ANALYST))
+    theirs = httpx.post(
+        f"{evaluation_api.url}/api/v1/evaluations", json={**SENT, "name": "Cliente do Bruno"}, headers=other, timeout=20
+    )
+    assert theirs.status_code == 201, theirs.text
+
+    page.get_by_role("button", name="Minhas avaliações").click()
+    mine = page.get_by_test_id("my-evaluations")
+    expect(mine.get_by_role("heading", name="Minhas avaliações")).to_be_visible()
+    row = mine.locator(f'tr[data-id="{evaluation_id}"]')
+    expect(row).to_be_visible()
+    expect(row).to_contain_text("Cliente da Ana")
+    expect(mine).not_to_contain_text("Cliente do Bruno")
+    page.screenshot(path=screenshots / "12-my-evaluations.png", full_page=True)
+
+    page.get_by_role("button", name="Sair").click()
+    expect(page.get_by_test_id("signin")).to_be_visible()
+    expect(page.get_by_test_id("user-name")).to_have_text("")
+    expect(page.get_by_test_id("my-evaluations")).to_be_hidden()
+    expect(page.get_by_test_id("evaluation-form")).to_be_hidden()
+    # Signing out empties the form for whoever signs in next.
+    assert all(value == "" for value in typed_values(page).values())
+    page.screenshot(path=screenshots / "13-signed-out.png", full_page=True)
+    assert browser_log.script_errors() == []
+
+
+def test_an_expired_session_says_so_and_keeps_what_was_typed(
+    page: Page, evaluation_api: servers.Server, browser_log: BrowserLog, screenshots: Path
+) -> None:
+    sign_in(page, evaluation_api.url)
+    fill(page, TYPED)
+
+    # The token expires while the analyst types: the API refuses it (its real 401).
+    def expired(route: Route) -> None:
+        headers = {**route.request.headers, "authorization": "Bearer expired.token.value"}
+        route.continue_(headers=headers)
+
+    page.route(EVALUATIONS, expired)
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/evaluations")) as answered:
+        page.get_by_test_id("submit").click()
+    assert answered.value.status == 401
+    message = page.get_by_test_id("signin-message")
+    expect(message).to_contain_text("Sua sessão expirou")
+    expect(message).to_contain_text("mantidos")
+    expect(page.get_by_label("Usuário")).to_have_value(ANALYST)
+    page.screenshot(path=screenshots / "14-session-expired.png", full_page=True)
+
+    # Signing in again brings back the form exactly as it was, and the evaluation goes through.
+    page.unroute(EVALUATIONS)
+    page.get_by_label("Senha").fill("senha-de-teste-123")
+    page.get_by_role("button", name="Entrar").click()
+    expect(page.get_by_test_id("evaluation-form")).to_be_visible()
+    assert typed_values(page) == TYPED
+    page.get_by_test_id("submit").click()
+    expect(page.get_by_test_id("result-card")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    assert browser_log.script_errors() == []
+
+
 def test_client_side_checks_show_the_error_beside_the_field_and_send_nothing(
     page: Page, evaluation_api: servers.Server, browser_log: BrowserLog, screenshots: Path
 ) -> None:
-    page.goto(evaluation_api.url + "/")
+    sign_in(page, evaluation_api.url)
+    browser_log.requests.clear()  # what signing in asked for is not this test's concern
     fill(page, {**TYPED, "credit_limit": "0", "purchases": "12,34,56"})
     page.get_by_test_id("submit").click()
 
@@ -210,7 +295,7 @@ def test_the_apis_validation_errors_show_beside_their_fields(
         route.continue_(post_data=json.dumps(body))
 
     page.route(EVALUATIONS, tamper)
-    page.goto(evaluation_api.url + "/")
+    sign_in(page, evaluation_api.url)
     fill(page, TYPED)
     with page.expect_response(lambda r: r.url.endswith("/api/v1/evaluations")) as answered:
         page.get_by_test_id("submit").click()
@@ -238,7 +323,7 @@ def test_model_service_down_shows_a_plain_message_and_keeps_the_input(
     browser_log: BrowserLog,
     screenshots: Path,
 ) -> None:
-    page.goto(evaluation_api.url + "/")
+    sign_in(page, evaluation_api.url)
     fill(page, TYPED)
     kill_and_wait_until_down(model_service)
 
