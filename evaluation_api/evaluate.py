@@ -31,7 +31,12 @@ class Evaluator:
     deadline_s: float
 
     async def evaluate(
-        self, body: EvaluationCreate | LegacyEvaluationCreate, *, channel: Literal["api", "legacy"], request_id: str
+        self,
+        body: EvaluationCreate | LegacyEvaluationCreate,
+        *,
+        channel: Literal["api", "legacy"],
+        request_id: str,
+        created_by: str | None = None,
     ) -> EvaluationPublic:
         figures = body.figures()
         started = time.perf_counter()
@@ -83,6 +88,7 @@ class Evaluator:
             "policy_version": self.policy.version,
             "evaluated_at": now,
             "created_at": now,
+            "created_by": created_by,
         }
         try:
             await self.writer.write(row)

@@ -155,6 +155,7 @@ class EvaluationRecord(EvaluationPublic):
     distances: list[float]
     channel: Literal["api", "legacy"]
     created_at: datetime
+    created_by: str | None = Field(None, description="The account that made it (none before sign-in existed)")
 
 
 class LegacyEvaluationPublic(BaseModel):

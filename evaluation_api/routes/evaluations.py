@@ -1,18 +1,24 @@
-"""POST /api/v1/evaluations and GET /api/v1/evaluations/{id}."""
+"""POST /api/v1/evaluations, GET /api/v1/evaluations (a list) and GET /api/v1/evaluations/{id}."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from contract import FEATURE_NAMES, SEGMENTS_BY_KEY
+from evaluation_api import idempotency
+from evaluation_api.access import PrincipalDep, audit_context
 from evaluation_api.db import EvaluationRow, read_record
 from evaluation_api.deps import EngineDep, EvaluatorDep, RequestIdDep
-from evaluation_api.errors import DatabaseUnavailable, NotFound
+from evaluation_api.errors import DatabaseUnavailable, EvaluationError, NotFound, ServiceUnavailable
+from evaluation_api.evaluate import Evaluator
+from evaluation_api.records import EvaluationPage, EvaluationSummary, ListFilters, list_for, read_for, utc
+from evaluation_api.roles import Principal
 from evaluation_api.schemas import ErrorBody, EvaluationCreate, EvaluationPublic, EvaluationRecord
 
 router = APIRouter(prefix="/api/v1/evaluations", tags=["evaluations"])
@@ -23,12 +29,126 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=EvaluationPublic, responses=ERRORS)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=EvaluationPublic,
+    responses={**ERRORS, 409: {"model": ErrorBody, "description": "Idempotency-Key reused with another body"}},
+)
 async def create_evaluation(
-    body: EvaluationCreate, evaluator: EvaluatorDep, request_id: RequestIdDep
+    body: EvaluationCreate,
+    evaluator: EvaluatorDep,
+    request_id: RequestIdDep,
+    principal: PrincipalDep,
+    engine: EngineDep,
+    response: Response,
+    idempotency_key: str | None = Header(
+        None,
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=idempotency.MAX_KEY_LENGTH,
+        description="Retry-safe: the same key and body from the same account within 24 h answer the first "
+        "evaluation (same id, `Idempotent-Replayed: true`); another body with the key is a 409",
+    ),
 ) -> EvaluationPublic:
     """Segment the customer, apply the policy and record the decision (committed before this answers)."""
-    return await evaluator.evaluate(body, channel="api", request_id=request_id)
+    if idempotency_key is None:
+        return await evaluator.evaluate(body, channel="api", request_id=request_id, created_by=principal.subject)
+    return await _idempotent(body, evaluator, request_id, principal, engine, response, idempotency_key)
+
+
+class IdempotencyConflict(EvaluationError):
+    status_code = 409
+    code = "idempotency_key_reused"
+    message = "Esta Idempotency-Key já foi usada com outros dados. Use uma chave nova para uma nova avaliação."
+
+
+class IdempotencyInProgress(ServiceUnavailable):
+    status_code = 409
+    code = "idempotency_in_progress"
+    message = "A avaliação com esta Idempotency-Key ainda está em andamento. Tente novamente em instantes."
+
+
+async def _idempotent(
+    body: EvaluationCreate,
+    evaluator: Evaluator,
+    request_id: str,
+    principal: Principal,
+    engine: Engine,
+    response: Response,
+    key: str,
+) -> EvaluationPublic:
+    digest = idempotency.body_digest(body.model_dump(mode="json"))
+    try:
+        outcome = await run_in_threadpool(idempotency.reserve, engine, principal.subject, key, digest)
+    except SQLAlchemyError:
+        raise DatabaseUnavailable() from None
+    if isinstance(outcome, idempotency.Mismatch):
+        raise IdempotencyConflict()
+    if isinstance(outcome, idempotency.InProgress):
+        raise IdempotencyInProgress(retry_after_s=1)
+    if isinstance(outcome, idempotency.Replay):
+        try:
+            row = await run_in_threadpool(read_record, engine, outcome.evaluation_id)
+        except SQLAlchemyError:
+            raise DatabaseUnavailable() from None
+        if row is None:  # cannot happen: records are never deleted
+            raise IdempotencyConflict()
+        response.headers["Idempotent-Replayed"] = "true"
+        return EvaluationPublic(**_record(row).model_dump(include=set(EvaluationPublic.model_fields)))
+    try:
+        result = await evaluator.evaluate(body, channel="api", request_id=request_id, created_by=principal.subject)
+    except BaseException:
+        # Nothing was decided: free the key, so that the client's retry evaluates.
+        await run_in_threadpool(idempotency.release, engine, principal.subject, key)
+        raise
+    await run_in_threadpool(idempotency.complete, engine, principal.subject, key, result.id)
+    return result
+
+
+@router.get("", response_model=EvaluationPage, responses={422: {"model": ErrorBody}})
+async def list_evaluations(
+    request: Request,
+    principal: PrincipalDep,
+    engine: EngineDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    created_by: Annotated[str | None, Query(max_length=128, description="Reviewers, auditors, DPO: whose")] = None,
+    decision: Annotated[Literal["approved", "review", "denied"] | None, Query()] = None,
+    customer_id: Annotated[str | None, Query(max_length=64)] = None,
+    since: Annotated[datetime | None, Query(description="Made at or after (ISO 8601)")] = None,
+    until: Annotated[datetime | None, Query(description="Made before (ISO 8601)")] = None,
+) -> EvaluationPage:
+    """The caller's own evaluations, newest first (reviewers, auditors and the DPO: everyone's, filtered)."""
+    filters = ListFilters(created_by=created_by, decision=decision, customer_id=customer_id, since=since, until=until)
+    try:
+        rows, more = await run_in_threadpool(
+            list_for, engine, principal, audit_context(request, principal), filters, limit=limit, offset=offset
+        )
+    except SQLAlchemyError:
+        raise DatabaseUnavailable(
+            "Não foi possível consultar as avaliações agora. Tente novamente em alguns segundos."
+        ) from None
+    items = []
+    for row in rows:
+        segment = SEGMENTS_BY_KEY.get(row.segment_key)
+        items.append(
+            EvaluationSummary(
+                id=row.id,
+                name=row.customer_name,
+                customer_id=row.customer_id,
+                decision=row.decision,  # type: ignore[arg-type]
+                segment={
+                    "id": row.segment_id,
+                    "key": row.segment_key,
+                    "description": segment.description if segment else "",
+                },
+                channel=row.channel,  # type: ignore[arg-type]
+                created_by=row.created_by,
+                evaluated_at=utc(row.evaluated_at),
+            )
+        )
+    return EvaluationPage(items=items, limit=limit, offset=offset, next_offset=offset + limit if more else None)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -62,20 +182,24 @@ def _record(row: EvaluationRow) -> EvaluationRecord:
             "distances": row.distances,
             "channel": row.channel,
             "created_at": _utc(row.created_at),
+            "created_by": row.created_by,
         }
     )
 
 
 @router.get("/{evaluation_id}", response_model=EvaluationRecord, responses={404: {"model": ErrorBody}})
 async def get_evaluation(
+    request: Request,
+    principal: PrincipalDep,
     engine: EngineDep,
     evaluation_id: str = Path(description="The id returned when the evaluation was made"),
 ) -> EvaluationRecord:
-    """The stored record of one decision: inputs, outputs, versions, request id and timestamps."""
+    """The stored record of one decision: inputs, outputs, versions, request id and timestamps. For the
+    account that made it, reviewers, auditors and the DPO; anyone else gets 404. Every read is audited."""
     if len(evaluation_id) > 36:  # ids are UUIDs: a longer one is simply not one of ours
         raise NotFound()
     try:
-        row = await run_in_threadpool(read_record, engine, evaluation_id)
+        row = await run_in_threadpool(read_for, engine, evaluation_id, principal, audit_context(request, principal))
     except SQLAlchemyError:
         raise DatabaseUnavailable(
             "Não foi possível consultar a avaliação agora. Tente novamente em alguns segundos."

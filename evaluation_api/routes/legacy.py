@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from evaluation_api.access import PrincipalDep
 from evaluation_api.deps import EvaluatorDep, RequestIdDep
 from evaluation_api.routes.evaluations import ERRORS
 from evaluation_api.schemas import LegacyEvaluationCreate, LegacyEvaluationPublic
@@ -13,11 +14,11 @@ router = APIRouter(tags=["legacy"])
 
 @router.post("/avaliar", response_model=LegacyEvaluationPublic, responses=ERRORS)
 async def avaliar(
-    body: LegacyEvaluationCreate, evaluator: EvaluatorDep, request_id: RequestIdDep
+    body: LegacyEvaluationCreate, evaluator: EvaluatorDep, request_id: RequestIdDep, principal: PrincipalDep
 ) -> LegacyEvaluationPublic:
     """Same evaluation as /api/v1/evaluations (recorded too), answered as the original system did:
     `nome`, `cluster` and `resposta` (the segment's description), then the new fields."""
-    result = await evaluator.evaluate(body, channel="legacy", request_id=request_id)
+    result = await evaluator.evaluate(body, channel="legacy", request_id=request_id, created_by=principal.subject)
     return LegacyEvaluationPublic(
         nome=body.name,
         cluster=result.segment.id,

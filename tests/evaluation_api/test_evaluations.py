@@ -115,7 +115,8 @@ def test_the_record_reads_back_with_inputs_outputs_versions_and_request_id(clien
     response = client.get(f"/api/v1/evaluations/{public['id']}")
     assert response.status_code == 200, response.text
     record = response.json()
-    assert set(record) == set(public) | {"input", "distances", "channel", "created_at"}
+    assert set(record) == set(public) | {"input", "distances", "channel", "created_at", "created_by"}
+    assert record["created_by"] == "analyst"  # the account the client fixture signs in as
     for key in ("id", "decision", "segment", "reasons", "model", "policy_version", "evaluated_at", "request_id"):
         assert record[key] == public[key], key
     assert record["request_id"] == "req-readback-1"

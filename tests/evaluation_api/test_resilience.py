@@ -15,8 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
+from evaluation_api.roles import Role
 from tests.evaluation_api.conftest import app_of
 from tests.utils.evaluations import ModelServiceStub, TestClient, body, json_log_lines, until
+from tests.utils.identity import bearer, token
 
 URL = "/api/v1/evaluations"
 MODEL_DOWN = "O serviço de análise está indisponível no momento. Tente novamente em alguns segundos."
@@ -297,7 +299,9 @@ def test_a_dropped_table_is_503_database_unavailable(client: TestClient, db_path
 
 
 def test_without_migrations_the_api_is_not_ready(start_app: Callable[..., Any]) -> None:
-    with start_app(auto_migrate=False) as client:
+    with start_app(auto_migrate=False, as_role=None) as client:
+        # No tables, so no account: a token is checked without the database.
+        client.headers.update(bearer(token(client, "analyst", Role.ANALYST)))
         assert client.get("/healthz").status_code == 200
         assert client.get("/readyz").status_code == 503
         assert_unavailable(client.post(URL, json=body()), "database_unavailable")

@@ -126,6 +126,7 @@ def test_the_public_schemas_have_exactly_the_documented_fields() -> None:
         "distances",
         "channel",
         "created_at",
+        "created_by",
     }
     # The original system's fields first, in its order.
     assert list(LegacyEvaluationPublic.model_fields)[:3] == ["nome", "cluster", "resposta"]
