@@ -220,10 +220,4 @@ def audit_context(request: Request, principal: Principal | None) -> audit.Contex
     )
 
 
-async def get_identity(request: Request) -> Identity:
-    identity: Identity = request.app.state.identity
-    return identity
-
-
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
-IdentityDep = Annotated[Identity, Depends(get_identity)]

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
+from evaluation_api.access import Identity
 from evaluation_api.evaluate import Evaluator
 from evaluation_api.model_client import ModelClient
 from evaluation_api.observability import request_id_var
@@ -29,6 +30,11 @@ async def get_model_client(request: Request) -> ModelClient:
     return model
 
 
+async def get_identity(request: Request) -> Identity:
+    identity: Identity = request.app.state.identity
+    return identity
+
+
 async def get_request_id() -> str:
     return request_id_var.get()
 
@@ -36,4 +42,5 @@ async def get_request_id() -> str:
 EvaluatorDep = Annotated[Evaluator, Depends(get_evaluator)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 ModelClientDep = Annotated[ModelClient, Depends(get_model_client)]
+IdentityDep = Annotated[Identity, Depends(get_identity)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]

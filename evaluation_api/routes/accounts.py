@@ -12,7 +12,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from evaluation_api import accounts, passwords
-from evaluation_api.access import IdentityDep, PrincipalDep, audit_context
+from evaluation_api.access import PrincipalDep, audit_context
+from evaluation_api.deps import IdentityDep
 from evaluation_api.errors import DatabaseUnavailable, EvaluationError, InvalidInput
 from evaluation_api.roles import Role
 from evaluation_api.schemas import ErrorBody

@@ -11,7 +11,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from evaluation_api import audit
-from evaluation_api.access import IdentityDep, PrincipalDep, audit_context
+from evaluation_api.access import PrincipalDep, audit_context
+from evaluation_api.deps import IdentityDep
 from evaluation_api.errors import DatabaseUnavailable
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])

@@ -14,7 +14,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from evaluation_api import accounts
-from evaluation_api.access import IdentityDep, PrincipalDep, Unauthorized, audit_context
+from evaluation_api.access import PrincipalDep, Unauthorized, audit_context
+from evaluation_api.deps import IdentityDep
 from evaluation_api.errors import DatabaseUnavailable
 from evaluation_api.schemas import ErrorBody
 

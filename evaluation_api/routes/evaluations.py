@@ -137,13 +137,13 @@ async def list_evaluations(
                 id=row.id,
                 name=row.customer_name,
                 customer_id=row.customer_id,
-                decision=row.decision,  # type: ignore[arg-type]
+                decision=row.decision,
                 segment={
                     "id": row.segment_id,
                     "key": row.segment_key,
                     "description": segment.description if segment else "",
                 },
-                channel=row.channel,  # type: ignore[arg-type]
+                channel=row.channel,
                 created_by=row.created_by,
                 evaluated_at=utc(row.evaluated_at),
             )
