@@ -202,3 +202,31 @@ def test_a_failed_evaluation_frees_its_key_for_the_retry(client: TestClient, stu
 def test_an_idempotency_key_too_long_is_a_422(client: TestClient) -> None:
     response = client.post(URL, json=body(), headers={"Idempotency-Key": "k" * 256})
     assert response.status_code == 422
+
+
+@pytest.mark.postgres
+def test_audit_events_are_append_only_on_postgresql(
+    start_app: Callable[..., Any], postgres_databases: Callable[[], str]
+) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import DBAPIError
+
+    url = postgres_databases()
+    with start_app(database_url=url, as_role=Role.ANALYST) as client:
+        assert client.post(URL, json=body()).status_code == 201
+    engine = create_engine(url)
+    try:
+        for statement in ("UPDATE audit_events SET actor = 'x'", "DELETE FROM audit_events", "TRUNCATE audit_events"):
+            with engine.begin() as connection, pytest.raises(DBAPIError, match="append-only"):
+                connection.execute(text(statement))
+        with engine.connect() as connection:
+            grants = connection.execute(
+                text(
+                    "SELECT privilege_type FROM information_schema.role_table_grants "
+                    "WHERE table_name = 'audit_events' AND grantee = 'PUBLIC'"
+                )
+            ).all()
+            assert grants == []
+            assert connection.execute(text("SELECT count(*) FROM audit_events")).scalar_one() == 1
+    finally:
+        engine.dispose()
