@@ -4,6 +4,7 @@ the evaluation API keeps answering (503), and Ctrl-C stopping everything."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from tests.utils.evaluations import body as valid_evaluation
+from tests.utils.identity import bearer, cli_create_key, token_for
 from tests.utils.servers import ROOT, free_port, project_env
 
 pytestmark = pytest.mark.slow
@@ -42,7 +44,8 @@ class RunningSystem:
             DATABASE_URL=f"sqlite:///{tmp_path / 'evaluations.db'}",
             BREAKER_TTL_S="1",
         )
-        self.log = open(tmp_path / "make-run.log", "wb")  # noqa: SIM115
+        self.log_path = tmp_path / "make-run.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
             ["make", "--no-print-directory", "run"],
             cwd=ROOT,
@@ -64,7 +67,19 @@ class RunningSystem:
         return int(out.stdout.strip())
 
     def evaluate(self) -> httpx.Response:
-        return httpx.post(f"{self.api}/api/v1/evaluations", json=valid_evaluation(), timeout=10)
+        return httpx.post(
+            f"{self.api}/api/v1/evaluations", json=valid_evaluation(), headers=bearer(self.key), timeout=10
+        )
+
+    key = ""  # a system key, made once the system is up (the documented command line)
+
+    def printed_admin_password(self) -> str:
+        """What `make run` printed on its first start: the admin account's password."""
+        self.log.flush()
+        text = (self.log_path).read_text(encoding="utf-8", errors="replace")
+        match = re.search(r"Usuário: admin\s+Senha:\s+(\S+)", text)
+        assert match, text[-3000:]
+        return match.group(1)
 
     def interrupt(self) -> int:
         """Ctrl-C: SIGINT to the foreground process group (make and supervisord)."""
@@ -107,6 +122,15 @@ def test_make_run_serves_survives_a_model_crash_and_stops_on_ctrl_c(system: Runn
 
     page = httpx.get(f"{system.api}/", timeout=5)
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    # Nothing is answered without a credential; the admin account printed on the first start signs in.
+    anonymous = httpx.post(f"{system.api}/api/v1/evaluations", json=valid_evaluation(), timeout=10)
+    assert anonymous.status_code == 401
+    admin = token_for(system.api, "admin", system.printed_admin_password())
+    me = httpx.get(f"{system.api}/api/v1/auth/me", headers=bearer(admin), timeout=5)
+    assert me.json()["roles"] == ["admin"]
+    # The key file `make run` signs tokens with is private to its owner.
+    assert (system.run_dir / "signing.key").stat().st_mode & 0o777 == 0o600
+    system.key = cli_create_key(system.env["DATABASE_URL"], "make-run-test")
     assert system.evaluate().status_code == 201
 
     # Crash the model service: SIGKILL, as the OOM killer would.
