@@ -190,13 +190,13 @@ def create_key(engine: Engine, context: audit.Context, username: str, role: str)
     return key_id, key
 
 
-def revoke_key(engine: Engine, context: audit.Context, key_id: str) -> None:
+def revoke_key(engine: Engine, context: audit.Context, key_id: str, username: str | None = None) -> None:
+    """Revoke an active key (of `username`, when given). Its account stops being served within the cache TTL."""
+    query = update(ApiKeyRow).where(ApiKeyRow.id == key_id, ApiKeyRow.revoked_at.is_(None))
+    if username is not None:
+        query = query.where(ApiKeyRow.account_id.in_(select(AccountRow.id).where(AccountRow.username == username)))
     with engine.begin() as connection:
-        done = connection.execute(
-            update(ApiKeyRow)
-            .where(ApiKeyRow.id == key_id, ApiKeyRow.revoked_at.is_(None))
-            .values(revoked_at=datetime.now(UTC))
-        )
+        done = connection.execute(query.values(revoked_at=datetime.now(UTC)))
         if done.rowcount == 0:
             raise AccountNotFound(f"Nenhuma chave ativa com o código {key_id}.")
         audit.append(connection, audit.event(context, "api_key.revoke", target_type="api_key", target_id=key_id))

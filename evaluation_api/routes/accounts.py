@@ -141,4 +141,4 @@ async def revoke_key(
     username: str = Username,
     key_id: str = Path(max_length=36),
 ) -> None:
-    await _run(accounts.revoke_key, identity.engine, audit_context(request, principal), key_id)
+    await _run(accounts.revoke_key, identity.engine, audit_context(request, principal), key_id, username)

@@ -194,6 +194,8 @@ def test_admins_manage_accounts_over_the_api_and_each_change_is_audited(anonymou
     listed = anonymous.get("/api/v1/accounts", headers=admin).json()
     assert {a["username"]: a["role"] for a in listed} == {"chefe": "admin", "fabio": "auditor", "erp": "system"}
     assert "password_hash" not in str(listed)
+    # A key is revoked under its own account only.
+    assert anonymous.delete(f"/api/v1/accounts/fabio/keys/{key.json()['id']}", headers=admin).status_code == 404
     revoked = anonymous.delete(f"/api/v1/accounts/erp/keys/{key.json()['id']}", headers=admin)
     assert revoked.status_code == 204
 
@@ -205,3 +207,15 @@ def test_admins_manage_accounts_over_the_api_and_each_change_is_audited(anonymou
         ("account.password_reset", "fabio"),
         ("api_key.revoke", key.json()["id"]),
     ]
+
+
+def test_the_first_admin_is_made_once(anonymous: TestClient) -> None:
+    from evaluation_api.accounts import ensure_admin
+    from tests.utils.identity import identity_of
+
+    engine = identity_of(anonymous).engine
+    password = ensure_admin(engine)
+    assert password is not None and len(password) >= 12
+    assert ensure_admin(engine) is None  # the next starts print nothing
+    signed = anonymous.post("/api/v1/auth/token", data={"username": "admin", "password": password})
+    assert signed.status_code == 200
