@@ -16,6 +16,7 @@ import pytest
 
 from tests.utils import servers
 from tests.utils.evaluations import body, until
+from tests.utils.identity import bearer, cli_create_key
 
 pytestmark = pytest.mark.slow
 logger = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ def test_the_api_fails_fast_while_the_model_service_is_down_and_recovers_by_itse
         EVALUATION_DEADLINE_S="2",
     )
     created = 0
-    with api, httpx.Client(base_url=api.url, timeout=10) as client:
+    key = cli_create_key(f"sqlite:///{db}")
+    with api, httpx.Client(base_url=api.url, timeout=10, headers=bearer(key)) as client:
         first = client.post(URL, json=body(name=NAME), headers={"X-Request-ID": "proc-up-1"})
         assert first.status_code == 201, first.text
         created += 1
@@ -120,7 +122,8 @@ def test_every_line_of_the_apis_log_is_json(tmp_path: Path) -> None:
         database_url=f"sqlite:///{tmp_path / 'e.db'}",
         log_dir=tmp_path,
     )
-    with api, httpx.Client(base_url=api.url, timeout=10) as client:
+    key = cli_create_key(f"sqlite:///{tmp_path / 'e.db'}")
+    with api, httpx.Client(base_url=api.url, timeout=10, headers=bearer(key)) as client:
         assert client.post(URL, json=body(), headers={"X-Request-ID": "proc-log-1"}).status_code == 503
     assert api.log_path is not None
     not_json = []
