@@ -110,8 +110,17 @@ class _Sink:
         self.tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
         self.kind = file_format(path)
         if self.kind == "parquet":
-            # store_schema=False: readers see plain strings, not pandas categoricals.
-            self.writer: Any = pq.ParquetWriter(self.tmp, schema, compression="snappy", store_schema=False)
+            # store_schema=False: readers see plain strings, not pandas categoricals. The customer ids are
+            # unique: trying to dictionary-encode them or keep their min/max is most of a write's cost.
+            others = [name for name in schema.names if name != "customer_id"]
+            self.writer: Any = pq.ParquetWriter(
+                self.tmp,
+                schema,
+                compression="snappy",
+                store_schema=False,
+                use_dictionary=others,
+                write_statistics=others,
+            )
         else:
             self.schema = plain_schema(schema)
             self.writer = pacsv.CSVWriter(self.tmp, self.schema)
