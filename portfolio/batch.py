@@ -70,6 +70,9 @@ class Columns:
 
 def _one_of(names: Sequence[str], candidates: Sequence[str], what: str) -> str | None:
     found = [c for c in candidates if c in names]
+    for column in found:
+        if names.count(column) > 1:
+            raise InputError(f"the column {column} appears {names.count(column)} times; keep only one")
     if len(found) > 1:
         raise InputError(f"the input has both {found[0]} and {found[1]} for {what}; keep only one")
     return found[0] if found else None

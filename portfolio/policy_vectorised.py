@@ -80,10 +80,11 @@ def decide_batch(compiled: CompiledPolicy, figures: np.ndarray, segment_ids: np.
     balance = figures[:, COLUMN["balance"]]
     credit_limit = figures[:, COLUMN["credit_limit"]]
     zero = (figures[:, COLUMN["payments"]] == 0) & (balance > rules.zero_payments_with_balance.min_balance)
-    utilization = balance / credit_limit
+    with np.errstate(over="ignore"):  # a tiny limit overflows to inf, as Python's own float arithmetic does
+        utilization = balance / credit_limit
+        cash = figures[:, COLUMN["cash_advance"]] > rules.cash_advance_above_limit.max_ratio * credit_limit
     far = utilization > rules.balance_far_above_limit.max_ratio
     high = ~far & (utilization > rules.high_utilization.max_ratio)
-    cash = figures[:, COLUMN["cash_advance"]] > rules.cash_advance_above_limit.max_ratio * credit_limit
     code: Any = segment_ids.astype(np.int16) * _RULE_STATES
     code += zero * (2 * _UTILISATION_STATES)
     code += far * 2 + high * 4
