@@ -19,7 +19,9 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,16 @@ _ORDER = ("_portfolio_file", "_portfolio_block", "_portfolio_row")
 _SCORERS: dict[tuple[str, str, str | None, Columns], Scorer] = {}
 
 
+@contextmanager
+def _no_pandas_warning() -> Iterator[None]:
+    """PySpark 4 warns that it "does not yet fully support pandas >= 3" whenever it checks pandas's
+    version, mapInArrow included, which never uses pandas. The model service pins pandas 3 in the same
+    environment; nothing on this engine's path touches pandas, so that one warning is silenced here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+        yield
+
+
 def spark_session(master: str | None = None) -> Any:
     """The active SparkSession, or a new one. Workers run this venv's Python with the project importable."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -58,18 +70,19 @@ def spark_session(master: str | None = None) -> Any:
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if str(PROJECT_DIR) not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([str(PROJECT_DIR), *paths])
+    if (master or "local").startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # one machine: nothing listens beyond it
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName("portfolio-score")
-    if master:
+    if master:  # otherwise spark-submit's --master, or local[*]
         builder = builder.master(master)
-    elif "spark.master" not in os.environ.get("PYSPARK_SUBMIT_ARGS", ""):
-        builder = builder.master(os.environ.get("SPARK_MASTER", "local[*]"))
-    return (
-        builder.config("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
-        .config("spark.ui.enabled", "false")
-        .getOrCreate()
-    )
+    with _no_pandas_warning():
+        return (
+            builder.config("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
+            .config("spark.ui.showConsoleProgress", "false")
+            .getOrCreate()
+        )
 
 
 def _scorer(model: Any, policy: Policy, candidate: Policy | None, columns: Columns) -> Scorer:
@@ -143,12 +156,13 @@ def run_spark(
 
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    scored = located.mapInArrow(score_partition, from_arrow_schema(schema))
-    writer = scored.write.mode("overwrite")
-    if kind == "csv":
-        writer.option("header", True).csv(output_path)
-    else:
-        writer.parquet(output_path)
+    with _no_pandas_warning():
+        scored = located.mapInArrow(score_partition, from_arrow_schema(schema))
+        writer = scored.write.mode("overwrite")
+        if kind == "csv":
+            writer.option("header", True).csv(output_path)
+        else:
+            writer.parquet(output_path)
     tally = _tally(spark, output_path, kind, candidate=candidate is not None)
     return tally, time.perf_counter() - started
 
