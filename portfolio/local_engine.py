@@ -32,7 +32,7 @@ from portfolio.summary import Tally
 # Rows per batch: large enough that per-batch costs (one predict call, the Python around it) vanish,
 # small enough that a few batches in flight stay a few tens of MB.
 BATCH_ROWS = 1 << 18
-CSV_BLOCK_BYTES = 16 << 20
+CSV_BLOCK_BYTES = 4 << 20
 
 ProgressCallback = Callable[[int], None]  # called with rows_done after each batch is written
 
