@@ -93,11 +93,41 @@ def spark_start_s() -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def model_paths(rows: int = 100_000, *, repeat: int = 3) -> dict[str, Any]:
+    """The model step alone, two ways, on the same customers: in process (the verified pickle, what
+    the engines do) and through the model service's `/predict_bulk` (1 worker; the client's JSON
+    encoding not counted, as in benchmarks/bulk.py)."""
+    from benchmarks import bulk, systems, workload
+    from portfolio.model import load_pipeline, read_verified
+
+    customers = workload.customers(rows, seed=1)
+    figures = np.array([[c[f.name] for f in FEATURES] for c in customers], dtype=np.float64)
+    pipeline = load_pipeline(read_verified())
+    times = []
+    for _ in range(repeat + 1):
+        started = time.perf_counter()
+        pipeline.predict(figures)
+        times.append(time.perf_counter() - started)
+    in_process = statistics.median(times[1:])
+    with (
+        tempfile.TemporaryDirectory(prefix="portfolio-bulk-") as logs,
+        systems.model_service(log_dir=Path(logs), workers=1, batching=True) as system,
+    ):
+        service = bulk.run(url=system.url, n_customers=rows, repeats=repeat)
+    return {
+        "customers": rows,
+        "in_process_predict_s": [round(t, 4) for t in times[1:]],
+        "in_process_rows_per_s": round(rows / in_process),
+        "predict_bulk": service,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.portfolio", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-spark", action="store_true")
+    parser.add_argument("--no-service", action="store_true", help="skip the in-process vs /predict_bulk comparison")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -142,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                 "median": round(statistics.median(starts), 2),
                 "all": [round(s, 2) for s in starts],
             }
+    if not args.no_service:
+        results["model_step"] = model_paths(repeat=args.repeat)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(results["cases"], indent=2))

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from evaluation_api.config import Settings
+from evaluation_api import policy as policy_module
 from evaluation_api.policy import Policy, PolicyError, load_policy
 from models import CARD_PATH, PICKLE_PATH
 from portfolio.batch import Columns, PortfolioError, Scorer
@@ -26,7 +26,9 @@ from portfolio.summary import summarize, summary_path, write_summary
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_POLICY: Path = Settings.model_fields["policy_path"].default  # the evaluation API's own
+# The evaluation API's default POLICY_PATH (evaluation_api/config.py; a test keeps them equal), without
+# importing the API's settings.
+DEFAULT_POLICY = Path(policy_module.__file__).with_name("policy.yaml")
 Engine = Literal["local", "spark"]
 
 
@@ -119,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", choices=["local", "spark"], default="local")
     parser.add_argument("--spark-master", default=None, help="Spark master URL (default: local[*] or spark-submit's)")
     parser.add_argument("--workers", type=int, default=None, help="local engine threads (default: one per core)")
+    parser.add_argument("--model-pickle", type=Path, default=PICKLE_PATH, help="default: the committed pickle")
+    parser.add_argument("--model-card", type=Path, default=CARD_PATH, help="its card (the sha256 it must have)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -130,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             engine=args.engine,
             spark_master=args.spark_master or None,
             workers=args.workers,
+            pickle_path=args.model_pickle,
+            card_path=args.model_card,
         )
     except PortfolioError as exc:
         logger.error("portfolio run failed: %s", exc)

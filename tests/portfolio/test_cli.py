@@ -86,3 +86,10 @@ def test_the_command_runs_as_typed(tmp_path: Path, portfolio: Portfolio) -> None
     assert done.returncode == 0, done.stderr
     assert out.is_file() and Path(f"{out}.summary.json").is_file()
     assert f"{len(portfolio.frame)} rows" in done.stderr
+
+
+def test_default_policy_is_the_apis() -> None:
+    from evaluation_api.config import Settings
+    from portfolio.score import DEFAULT_POLICY
+
+    assert Settings.model_fields["policy_path"].default == DEFAULT_POLICY
