@@ -57,13 +57,14 @@ def score(
     pickle_path: Path = PICKLE_PATH,
     card_path: Path = CARD_PATH,
     workers: int | None = None,
-    on_progress: Callable[[int], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run the portfolio; return the summary (also written beside the output).
 
     Raises PortfolioError (InputError for the file itself) with a plain message on anything that is
     not a bug: a missing column, an unreadable file, a refused model or policy. `on_progress` gets
-    the number of rows written so far after each batch (local engine)."""
+    (rows_done, rows_total) after each batch is written (local engine; rows_total is an estimate for
+    CSV until the last call)."""
     policy, candidate = _policies(policy_path, candidate_path)
     model = _model(pickle_path, card_path)
     if engine == "spark":

@@ -151,10 +151,23 @@ def test_api_names_numeric_parquet_and_no_id(tmp_path: Path, pipeline: Pipeline,
     assert summary["rows_invalid"] == 3
 
 
-def test_progress_is_reported_up_to_every_row(portfolio: Portfolio, tmp_path: Path) -> None:
-    seen: list[int] = []
-    score(input_path=str(portfolio.parquet), output_path=str(tmp_path / "o.parquet"), on_progress=seen.append)
-    assert seen == sorted(seen) and seen[-1] == len(portfolio.frame)
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_progress_is_reported_up_to_every_row(portfolio: Portfolio, tmp_path: Path, kind: str) -> None:
+    """Several batches (small CSV blocks and row groups), each reported with the total."""
+    source = tmp_path / f"in.{kind}"
+    if kind == "csv":
+        source.write_text(portfolio.csv.read_text(encoding="utf-8"), encoding="utf-8")
+    else:
+        pq.write_table(pq.read_table(portfolio.parquet), source, row_group_size=500)
+    seen: list[tuple[int, int]] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("portfolio.local_engine.CSV_BLOCK_BYTES", 32 << 10)
+        patch.setattr("portfolio.local_engine.BATCH_ROWS", 500)
+        score(input_path=str(source), output_path=str(tmp_path / "o.parquet"), on_progress=lambda *a: seen.append(a))
+    done = [d for d, _ in seen]
+    assert len(seen) > 3 and done == sorted(done)
+    assert seen[-1] == (len(portfolio.frame), len(portfolio.frame))
+    assert {t for _, t in seen} == {len(portfolio.frame)}
 
 
 def test_real_sample_matches_the_per_request_path(
