@@ -199,7 +199,7 @@ class Scorer:
         rules = np.empty((n, len(FEATURES)), np.uint8)
         for i, column in enumerate(self.columns.features):
             figures[:, i], rules[:, i] = parse_figure(batch.column(column), i)
-        invalid = rules.any(axis=1)
+        invalid = np.asarray(rules.any(axis=1), dtype=bool)
         any_invalid = bool(invalid.any())
         if any_invalid:
             figures[invalid] = 1.0  # placeholders: these rows' decisions are `invalid` whatever the model says

@@ -191,7 +191,7 @@ def write_text(path: str, summary: dict[str, Any]) -> None:
     spark = SparkSession.getActiveSession()
     if spark is None:
         raise PortfolioError("no Spark session to write the summary with")
-    jvm = spark.sparkContext._jvm
+    jvm: Any = spark.sparkContext._jvm
     target = jvm.org.apache.hadoop.fs.Path(path)
     stream = target.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).create(target, True)
     try:

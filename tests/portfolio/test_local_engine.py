@@ -129,7 +129,7 @@ def test_csv_and_parquet_inputs_and_outputs_agree(portfolio: Portfolio, tmp_path
 
 def test_api_names_numeric_parquet_and_no_id(tmp_path: Path, pipeline: Pipeline, policy: Policy) -> None:
     """snake_case columns, typed numbers (nulls, NaN, negatives among them), no id column, extra columns ignored."""
-    rows = [
+    rows: list[dict[str, float | None]] = [
         {"balance": 80.0, "purchases": 260.0, "cash_advance": 0.0, "credit_limit": 1800.0, "payments": 400.0},
         {"balance": 2000.0, "purchases": 0.0, "cash_advance": 2500.0, "credit_limit": 2000.0, "payments": 0.0},
         {"balance": None, "purchases": 1.0, "cash_advance": 0.0, "credit_limit": 1000.0, "payments": 1.0},
@@ -146,7 +146,7 @@ def test_api_names_numeric_parquet_and_no_id(tmp_path: Path, pipeline: Pipeline,
     out = read_output(tmp_path / "out.parquet")
     assert out["customer_id"].isna().all()
     assert out["reasons"].tolist()[2:] == ["balance:required", "purchases:finite", "cash_advance:ge;credit_limit:gt"]
-    expected = reference(pipeline, policy, rows[:2])
+    expected = reference(pipeline, policy, [{k: float(v or 0) for k, v in r.items()} for r in rows[:2]])
     assert [tuple(r) for r in out[["segment_key", "decision", "reasons"]].to_numpy()[:2]] == expected
     assert summary["rows_invalid"] == 3
 
