@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import sklearn
 
 from contract import DECISIONS, FEATURES, MAX_AMOUNT, SEGMENTS
 from evaluation_api.policy import Policy
@@ -204,7 +205,10 @@ class Scorer:
         if any_invalid:
             figures[invalid] = 1.0  # placeholders: these rows' decisions are `invalid` whatever the model says
 
-        segment = self.pipeline.predict(figures).astype(np.int8) if n else np.empty(0, np.int8)
+        # Every value is already checked finite (placeholders for the invalid rows): scikit-learn need not
+        # scan the matrix again at each step of the pipeline.
+        with sklearn.config_context(assume_finite=True):
+            segment = self.pipeline.predict(figures).astype(np.int8) if n else np.empty(0, np.int8)
         outcome = decide_batch(self.policy, figures, segment)
         decision = outcome.decision.astype(np.int8)
         reasons, dictionary = outcome.reason.astype(np.int32), list(self.policy.reasons)
