@@ -1,6 +1,6 @@
 """Portfolio runs: how fast `python -m portfolio.score` scores 5,000,000 customers, and with what memory.
 
-    .venv/bin/python -m benchmarks.portfolio [--rows 5000000] [--repeat 3] [--no-spark]
+    .venv/bin/python -m benchmarks.portfolio [--rows 5000000] [--repeat 5] [--spark-repeat 2] [--no-spark]
 
 The customers are drawn (with replacement) from the real cc_general.csv's five figures when it is
 there, its own incomplete rows included; otherwise from the synthetic profiles of tests/utils/data.py
@@ -125,7 +125,8 @@ def model_paths(rows: int = 100_000, *, repeat: int = 3) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.portfolio", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each local case")
+    parser.add_argument("--spark-repeat", type=int, default=2, help="runs of the Spark case (each takes longer)")
     parser.add_argument("--no-spark", action="store_true")
     parser.add_argument("--no-service", action="store_true", help="skip the in-process vs /predict_bulk comparison")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -161,13 +162,15 @@ def main(argv: list[str] | None = None) -> int:
                 *("--input", str(work / "in.parquet"), "--output", str(work / "spark_out.parquet")),
             ]
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in cases}
-        for _ in range(args.repeat):  # interleaved, so a noisy moment hits every case alike
+        for i in range(max(args.repeat, args.spark_repeat)):  # interleaved: a noisy moment hits every case alike
             for name, command in cases.items():
+                if i >= (args.spark_repeat if name.startswith("spark") else args.repeat):
+                    continue
                 runs[name].append(_run(command))
                 print(f"{name}: {runs[name][-1]['wall_s']:.2f} s, {runs[name][-1]['peak_rss_mib']:.0f} MiB", flush=True)
         results["cases"] = {name: _stats(r, args.rows) for name, r in runs.items()}
         if not args.no_spark:
-            starts = [spark_start_s() for _ in range(args.repeat)]
+            starts = [spark_start_s() for _ in range(args.spark_repeat)]
             results["spark_start_s"] = {
                 "median": round(statistics.median(starts), 2),
                 "all": [round(s, 2) for s in starts],
