@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from contract import DECISIONS, FEATURE_NAMES, SEGMENTS
+from contract import DECISIONS, FEATURE_NAMES, SEGMENTS, Decision
 from evaluation_api.policy import SEVERITY, Policy
 
 # Column of each figure in the (rows, 5) matrix the model takes: the contract's order.
@@ -35,7 +35,7 @@ class CompiledPolicy:
     decisions: np.ndarray  # the decision code (index into DECISIONS) of each reason code
 
 
-def _severity(decision: str) -> int:
+def _severity(decision: Decision) -> int:
     return SEVERITY[decision]
 
 
@@ -49,7 +49,7 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
             for utilisation in range(_UTILISATION_STATES):
                 for cash in (False, True):
                     codes = [f"SEGMENT_{rule.decision.upper()}"]
-                    fired = [rule.decision]
+                    fired: list[Decision] = [rule.decision]
                     if zero:
                         codes.append(rules.zero_payments_with_balance.code)
                         fired.append(rules.zero_payments_with_balance.decision)

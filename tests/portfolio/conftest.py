@@ -18,7 +18,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 from contract import FEATURES, SEGMENTS
-from evaluation_api.policy import Figures, Policy, decide, load_policy
+from evaluation_api.policy import Policy, decide, load_policy
 from tests.utils import artifacts
 from tests.utils.artifacts import REAL_DATA
 from tests.utils.data import cc_general_frame
@@ -126,7 +126,7 @@ def candidate() -> Policy:
 
 def decide_row(policy: Policy, figures: dict[str, float], segment_key: str) -> tuple[str, str]:
     """The evaluation API's per-request decision, as (decision, reasons joined by ';')."""
-    outcome = decide(policy, Figures(**figures), segment_key)
+    outcome = decide(policy, figures, segment_key)
     return outcome.decision, ";".join(r.code for r in outcome.reasons)
 
 
