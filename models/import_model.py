@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from models import CARD_PATH, FEATURES, MODEL_NAME, PICKLE_PATH
-from models.train import sha256_of
+from models.integrity import sha256_of
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ model card (model_card.json). Deterministic: the same data and seed give the sam
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import platform
@@ -30,6 +29,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from contract import SEGMENTS
 from models import CARD_PATH, CSV_COLUMNS, FEATURES, MODEL_NAME, N_SEGMENTS, PICKLE_PATH
+from models.integrity import sha256_of
 from models.segments import match_segments
 
 logger = logging.getLogger(__name__)
@@ -51,14 +51,6 @@ class TrainingData:
     sha256: str
     rows_read: int
     rows_dropped: int  # rows missing any feature
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_training_data(path: Path) -> TrainingData:
