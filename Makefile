@@ -17,6 +17,22 @@ export API_PORT ?= 8000
 export RUN_DIR ?= $(CURDIR)/var
 
 .PHONY: help setup system-deps model import serve-model serve-api run test lint bench bento clean
+.PHONY: podman-deps images stack stack-down test-images
+
+# Images and the containerised stack (docs/DEPLOY.md): podman, no Docker engine or registry needed.
+# podman reads deploy/images/containers.conf (runc, lower rlimits) instead of anything under /etc.
+export CONTAINERS_CONF ?= $(CURDIR)/deploy/images/containers.conf
+IMAGE_TAG ?= dev
+# The base images. These defaults are made from Debian's packages by deploy/images/bases.sh when
+# missing; set them to registry images (e.g. python:3.11-slim-bookworm) where a registry is reachable.
+export PYTHON_IMAGE ?= localhost/credit-eligibility/python:3.11-bookworm
+export NGINX_IMAGE ?= localhost/credit-eligibility/nginx-unprivileged:bookworm
+export POSTGRES_IMAGE ?= localhost/credit-eligibility/postgres:15-bookworm
+# What `make images` builds and `make stack` runs.
+export MODEL_SERVICE_IMAGE ?= localhost/credit-eligibility/model-service:$(IMAGE_TAG)
+export API_IMAGE ?= localhost/credit-eligibility/evaluation-api:$(IMAGE_TAG)
+export GATEWAY_IMAGE ?= localhost/credit-eligibility/gateway:$(IMAGE_TAG)
+export GATEWAY_PORT ?= 8080
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -80,6 +96,26 @@ lint: setup ## Static checks: ruff (lint and format) and mypy --strict (pyprojec
 
 bench: setup system-deps import ## Run the benchmarks and regenerate docs/results/ (a few minutes)
 	$(PY) -m benchmarks.run
+
+podman-deps: ## Debian packages for the images: podman, runc, mmdebstrap (and netavark, aardvark-dns, catatonit)
+	@if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v mmdebstrap >/dev/null \
+		|| ! command -v catatonit >/dev/null || ! test -x /usr/lib/podman/aardvark-dns; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -q && apt-get install -y -q --no-install-recommends \
+			podman runc mmdebstrap netavark aardvark-dns catatonit iptables; \
+	fi
+
+images: podman-deps import ## Build the three images with podman (and the base images, from Debian's packages, once)
+	deploy/images/build.sh
+
+stack: setup podman-deps ## Run the images of `make images`: PostgreSQL, migrations, model service, API, gateway on 127.0.0.1:8080
+	deploy/images/stack.sh up
+
+stack-down: setup ## Stop and remove the stack: containers, networks, the database volume
+	deploy/images/stack.sh down
+
+test-images: setup ## Test the running stack through its gateway (after `make images stack`)
+	$(PY) -m pytest -m images tests/images
 
 clean: ## Remove the environment and local state (not the committed model)
 	rm -rf $(VENV) .bentoml var tests/artifacts

@@ -4,7 +4,9 @@
 #   docker build -f deploy/gateway.Dockerfile -t credit-eligibility/gateway:1.0.0 .
 # nginx-unprivileged runs as uid 101, listens on 8080 and keeps its pid and temp files in /tmp.
 
-FROM nginxinc/nginx-unprivileged:1.28-alpine
+# Any image laid out as nginx-unprivileged's (deploy/images/nginx.Containerfile makes one from Debian's nginx).
+ARG NGINX_IMAGE=nginxinc/nginx-unprivileged:1.28-alpine
+FROM ${NGINX_IMAGE}
 
 USER root
 RUN rm -rf /usr/share/nginx/html/* /etc/nginx/conf.d/*

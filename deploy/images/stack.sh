@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# `make stack` / `make stack-down`: deploy/compose.yaml run by podman-compose on the images of
+# `make images`, with only the gateway published (127.0.0.1:$GATEWAY_PORT).
+#
+# podman 4.3 (Debian 12) runs healthchecks from systemd timers, and without systemd (as here) it
+# never runs them: podman-compose then ignores `condition: service_healthy`. So this script starts
+# the services in compose.yaml's order itself, each once what it depends on passes its compose
+# healthcheck (run here with `podman healthcheck run`), and the migrations once, to completion.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+: "${MODEL_SERVICE_IMAGE:?}" "${API_IMAGE:?}" "${GATEWAY_IMAGE:?}" "${POSTGRES_IMAGE:?}"
+export GATEWAY_PORT=${GATEWAY_PORT:-8080} GATEWAY_BIND=127.0.0.1
+ENV_FILE=deploy/.env
+PROJECT=credit-eligibility
+
+compose() {
+  .venv/bin/podman-compose --project-name "$PROJECT" --in-pod false -f deploy/compose.yaml --env-file "$ENV_FILE" "$@"
+}
+container() { echo "${PROJECT}_$1_1"; }
+
+# wait_healthy SERVICE SECONDS: run the service's healthcheck until it passes.
+wait_healthy() {
+  local name deadline=$((SECONDS + $2))
+  name=$(container "$1")
+  until podman healthcheck run "$name" >/dev/null 2>&1; do
+    if [ "$(podman inspect --format '{{.State.Running}}' "$name")" != true ] || ((SECONDS > deadline)); then
+      echo "stack: $1 is not healthy after $2 s; its last log lines:" >&2
+      podman logs --tail 30 "$name" >&2
+      return 1
+    fi
+    sleep 1
+  done
+  echo "stack: $1 is healthy ($SECONDS s)"
+}
+
+up() {
+  if ! python3 -c "import socket; socket.socket().bind(('127.0.0.1', $GATEWAY_PORT))" 2>/dev/null; then
+    echo "stack: 127.0.0.1:$GATEWAY_PORT is in use; free it or set GATEWAY_PORT (make stack GATEWAY_PORT=...)" >&2
+    exit 1
+  fi
+  # The database password: made here once, kept out of git (.gitignore), never printed.
+  if [ ! -s "$ENV_FILE" ]; then
+    (umask 077 && echo "POSTGRES_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(24))')" > "$ENV_FILE")
+  fi
+  # The images, named as compose.yaml names them.
+  export MODEL_SERVICE_IMAGE POSTGRES_IMAGE
+  export APP_VERSION=stack
+  podman tag "$API_IMAGE" "credit-eligibility/evaluation-api:$APP_VERSION"
+  podman tag "$GATEWAY_IMAGE" "credit-eligibility/gateway:$APP_VERSION"
+
+  compose up -d --no-deps postgres model-service
+  wait_healthy postgres 60
+  compose up -d --no-deps migrate
+  code=$(podman wait "$(container migrate)")
+  if [ "$code" != 0 ]; then
+    echo "stack: the migrations failed (exit $code):" >&2
+    podman logs --tail 30 "$(container migrate)" >&2
+    exit 1
+  fi
+  echo "stack: migrations applied ($SECONDS s)"
+  wait_healthy model-service 120
+  compose up -d --no-deps evaluation-api
+  wait_healthy evaluation-api 60
+  compose up -d --no-deps gateway
+  wait_healthy gateway 30
+  echo "stack: up in $SECONDS s: http://127.0.0.1:$GATEWAY_PORT/ (make stack-down stops it)"
+}
+
+down() {
+  # Containers, networks and the database's volume: the next `make stack` starts from nothing.
+  compose down --volumes --timeout 10
+}
+
+"$@"
