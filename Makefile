@@ -115,7 +115,7 @@ stack-down: setup ## Stop and remove the stack: containers, networks, the databa
 	deploy/images/stack.sh down
 
 test-images: setup ## Test the running stack through its gateway (after `make images stack`)
-	$(PY) -m pytest -m images tests/images
+	IMAGES_STACK=1 $(PY) -m pytest -m images tests/images
 
 clean: ## Remove the environment and local state (not the committed model)
 	rm -rf $(VENV) .bentoml var tests/artifacts

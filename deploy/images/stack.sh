@@ -35,7 +35,7 @@ wait_healthy() {
 
 up() {
   if ! python3 -c "import socket; socket.socket().bind(('127.0.0.1', $GATEWAY_PORT))" 2>/dev/null; then
-    echo "stack: 127.0.0.1:$GATEWAY_PORT is in use; free it or set GATEWAY_PORT (make stack GATEWAY_PORT=...)" >&2
+    echo "stack: 127.0.0.1:$GATEWAY_PORT is in use (a stack already up? make stack-down); free it or set GATEWAY_PORT" >&2
     exit 1
   fi
   # The database password: made here once, kept out of git (.gitignore), never printed.

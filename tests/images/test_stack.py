@@ -1,0 +1,64 @@
+"""The images, running together (`make stack`), checked from outside through the gateway on
+127.0.0.1: the form, an evaluation and its record, and the model service's container stopped and
+started again."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.images.conftest import container, podman
+from tests.utils.evaluations import SEGMENT_CUSTOMERS, body, until
+
+pytestmark = pytest.mark.images
+
+
+def test_the_gateway_serves_the_form(gateway_url: str) -> None:
+    response = httpx.get(f"{gateway_url}/", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert 'id="evaluation-form"' in response.text
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    script = httpx.get(f"{gateway_url}/app.js", timeout=10)
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+
+
+def test_an_evaluation_is_decided_by_the_model_service_and_its_record_read_back(api: httpx.Client) -> None:
+    sent = body()
+    created = api.post("/api/v1/evaluations", json=sent)
+    assert created.status_code == 201, created.text
+    evaluation = created.json()
+    assert evaluation["segment"]["key"] == "credit_purchasers_good_payers"
+    assert evaluation["decision"] == "approved"
+    assert evaluation["model"]["name"] == "credit_card_segmentation"
+
+    # Read back from PostgreSQL, through the gateway: what was sent and what was decided.
+    record = api.get(f"/api/v1/evaluations/{evaluation['id']}")
+    assert record.status_code == 200, record.text
+    stored = record.json()
+    assert {k: stored[k] for k in ("id", "decision", "segment", "model")} == {
+        k: evaluation[k] for k in ("id", "decision", "segment", "model")
+    }
+    figures = SEGMENT_CUSTOMERS["credit_purchasers_good_payers"]
+    assert {k: stored["input"][k] for k in figures} == figures
+    assert stored["input"]["name"] == sent["name"]
+
+
+def test_without_the_model_service_the_api_answers_503_with_retry_after_then_recovers(api: httpx.Client) -> None:
+    model = container("model-service")
+    # Killed at once (no grace period); a stopped container is not restarted by its restart policy.
+    podman("stop", "--time", "0", model)
+    try:
+        refused = api.post("/api/v1/evaluations", json=body())
+        assert refused.status_code == 503, refused.text
+        assert int(refused.headers["retry-after"]) > 0
+        assert refused.json()["error"] == "model_unavailable"
+        # Answered fast, within the API's evaluation deadline and a margin, not after a hang.
+        assert refused.elapsed.total_seconds() < 5
+    finally:
+        podman("start", model)
+
+    def evaluates() -> bool:
+        return api.post("/api/v1/evaluations", json=body()).status_code == 201
+
+    until(evaluates, timeout_s=120, interval_s=1, what="the API evaluates again once the model service is back")
