@@ -17,7 +17,7 @@ export API_PORT ?= 8000
 export RUN_DIR ?= $(CURDIR)/var
 
 .PHONY: help setup system-deps model import serve-model serve-api run test lint bench bento clean
-.PHONY: podman-deps images stack stack-down test-images
+.PHONY: podman-deps podman-check images stack stack-down test-images
 
 # Images and the containerised stack (docs/DEPLOY.md): podman, no Docker engine or registry needed.
 # podman reads deploy/images/containers.conf (runc, lower rlimits) instead of anything under /etc.
@@ -104,6 +104,9 @@ podman-deps: ## Debian packages for the images: podman, runc, mmdebstrap (and ne
 		apt-get update -q && apt-get install -y -q --no-install-recommends \
 			podman runc mmdebstrap netavark aardvark-dns catatonit iptables; \
 	fi
+
+podman-check: podman-deps ## Whether podman can build and run containers here (says why not)
+	@deploy/images/probe.sh
 
 images: podman-deps import ## Build the three images with podman (and the base images, from Debian's packages, once)
 	deploy/images/build.sh

@@ -68,6 +68,8 @@ up() {
 
 down() {
   # Containers, networks and the database's volume: the next `make stack` starts from nothing.
+  # compose.yaml requires the password to be set, even to stop: any value does for that.
+  [ -s "$ENV_FILE" ] || export POSTGRES_PASSWORD=unused
   compose down --volumes --timeout 10
 }
 
