@@ -17,7 +17,7 @@ export API_PORT ?= 8000
 export RUN_DIR ?= $(CURDIR)/var
 
 .PHONY: help setup system-deps model import serve-model serve-api run test lint bench bento clean
-.PHONY: podman-deps podman-check images stack stack-down test-images
+.PHONY: podman-deps podman-check images images-clean stack stack-down test-images
 
 # Images and the containerised stack (docs/DEPLOY.md): podman, no Docker engine or registry needed.
 # podman reads deploy/images/containers.conf (runc, lower rlimits) instead of anything under /etc.
@@ -28,6 +28,8 @@ IMAGE_TAG ?= dev
 export PYTHON_IMAGE ?= localhost/credit-eligibility/python:3.11-bookworm
 export NGINX_IMAGE ?= localhost/credit-eligibility/nginx-unprivileged:bookworm
 export POSTGRES_IMAGE ?= localhost/credit-eligibility/postgres:15-bookworm
+# The Bento's base (bentofile docker.base_image); empty: BentoML's default, python:3.11-slim.
+export BENTO_BASE_IMAGE ?= $(PYTHON_IMAGE)
 # What `make images` builds and `make stack` runs.
 export MODEL_SERVICE_IMAGE ?= localhost/credit-eligibility/model-service:$(IMAGE_TAG)
 export API_IMAGE ?= localhost/credit-eligibility/evaluation-api:$(IMAGE_TAG)
@@ -110,6 +112,9 @@ podman-check: podman-deps ## Whether podman can build and run containers here (s
 
 images: podman-deps import ## Build the three images with podman (and the base images, from Debian's packages, once)
 	deploy/images/build.sh
+
+images-clean: ## Remove the images `make images` built, base images included (the next build starts from nothing)
+	deploy/images/clean.sh
 
 stack: setup podman-deps ## Run the images of `make images`: PostgreSQL, migrations, model service, API, gateway on 127.0.0.1:8080
 	deploy/images/stack.sh up

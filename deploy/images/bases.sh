@@ -3,7 +3,8 @@
 # from mmdebstrap, imported into podman, then a short Containerfile that makes it a stand-in for
 # the image the project's Dockerfiles name. An image that already exists is reused as it is
 # (`make images-clean` removes them). Tags made here:
-#   $PYTHON_IMAGE (and docker.io/library/python:3.11-slim, which BentoML's Dockerfile names)
+#   $PYTHON_IMAGE (and docker.io/library/python:3.11-slim, which BentoML's Dockerfile names,
+#                  when no such image is present)
 #   $NGINX_IMAGE     nginx as nginx-unprivileged runs it: uid 101, port 8080, pid and temp in /tmp
 #   $POSTGRES_IMAGE  PostgreSQL with the official image's interface (POSTGRES_USER/_DB/_PASSWORD)
 set -euo pipefail
@@ -29,12 +30,17 @@ rootfs() {
   echo "$image"
 }
 
-# stand_in NAME PACKAGES TAG...: the Containerfile NAME.Containerfile on that rootfs, tagged TAG...
+# stand_in NAME PACKAGES TAG: the Containerfile NAME.Containerfile on that rootfs, tagged TAG.
 stand_in() {
   local name=$1 packages=$2 tag=$3
-  shift 2
   if podman image exists "$tag"; then
     echo "== $tag: present, reused"
+    return
+  fi
+  # Only localhost/ names are made here; any other is a registry's image, pulled.
+  if [[ $tag != localhost/* ]]; then
+    echo "== $tag: pulling"
+    podman pull --quiet "$tag" >/dev/null
     return
   fi
   local from
@@ -45,10 +51,12 @@ stand_in() {
   cp /etc/ssl/certs/ca-certificates.crt "$WORK/$name/host-ca-certificates.crt"
   echo "== $tag: from $from" >&2
   podman build --quiet --network host --build-arg "ROOTFS=$from" -f "$WORK/$name/$name.Containerfile" \
-    $(printf -- '-t %s ' "$@") "$WORK/$name" >/dev/null
+    -t "$tag" "$WORK/$name" >/dev/null
 }
 
-stand_in python python3,python3-venv,python3-pip,python-is-python3,ca-certificates,passwd \
-  "$PYTHON_IMAGE" docker.io/library/python:3.11-slim
+stand_in python python3,python3-venv,python3-pip,python-is-python3,ca-certificates,passwd "$PYTHON_IMAGE"
+if [[ $PYTHON_IMAGE == localhost/* ]] && ! podman image exists docker.io/library/python:3.11-slim; then
+  podman tag "$PYTHON_IMAGE" docker.io/library/python:3.11-slim
+fi
 stand_in nginx nginx-light,wget,ca-certificates,passwd "$NGINX_IMAGE"
 stand_in postgres postgresql,ca-certificates,passwd "$POSTGRES_IMAGE"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make images`: the three images of docs/DEPLOY.md, built with podman from this checkout.
-#   $MODEL_SERVICE_IMAGE  the Bento's (bentoml build, then bentoml containerize --backend podman)
+#   $MODEL_SERVICE_IMAGE  the Bento's (bentoml build, then bentoml containerize --backend podman),
+#                         on $BENTO_BASE_IMAGE (BentoML's own python:3.11-slim when empty)
 #   $API_IMAGE            deploy/evaluation-api.Dockerfile on $PYTHON_IMAGE
 #   $GATEWAY_IMAGE        deploy/gateway.Dockerfile on $NGINX_IMAGE
 # with the base images first (deploy/images/bases.sh: reused when present). podman's layer cache
@@ -16,7 +17,18 @@ step "base images"
 deploy/images/bases.sh
 
 step "the Bento, then $MODEL_SERVICE_IMAGE"
-bento=$("$BENTOML" build -f bentofile.yaml --output tag | sed -n 's/^__tag__://p')
+# BentoML's Dockerfile starts from python:3.11-slim unless the bentofile names another base image:
+# with $BENTO_BASE_IMAGE set, the Bento is built from a copy of bentofile.yaml that does.
+bentofile=bentofile.yaml
+if [ -n "${BENTO_BASE_IMAGE:-}" ]; then
+  bentofile=var/images/bentofile.yaml
+  mkdir -p var/images
+  .venv/bin/python -c 'import sys, yaml
+spec = yaml.safe_load(open("bentofile.yaml"))
+spec["docker"]["base_image"] = sys.argv[1]
+yaml.safe_dump(spec, sys.stdout, sort_keys=False)' "$BENTO_BASE_IMAGE" > "$bentofile"
+fi
+bento=$("$BENTOML" build -f "$bentofile" --output tag . | sed -n 's/^__tag__://p')
 "$BENTOML" containerize "$bento" --backend podman --opt network=host --image-tag "$MODEL_SERVICE_IMAGE"
 
 step "$API_IMAGE"
