@@ -42,6 +42,9 @@ up() {
   if [ ! -s "$ENV_FILE" ]; then
     (umask 077 && echo "POSTGRES_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(24))')" > "$ENV_FILE")
   fi
+  for image in "$MODEL_SERVICE_IMAGE" "$API_IMAGE" "$GATEWAY_IMAGE" "$POSTGRES_IMAGE"; do
+    podman image exists "$image" || { echo "stack: no image $image: run make images first" >&2; exit 1; }
+  done
   # The images, named as compose.yaml names them.
   export MODEL_SERVICE_IMAGE POSTGRES_IMAGE
   export APP_VERSION=stack

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.utils.servers import ROOT
+
 # deploy/images/stack.sh runs deploy/compose.yaml as the project `credit-eligibility`.
 PROJECT = "credit-eligibility"
 
@@ -23,7 +25,9 @@ def container(service: str) -> str:
 
 
 def podman(*args: str, timeout: float = 60) -> str:
-    done = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, check=False)
+    # The settings `make stack` ran podman with (the Makefile exports CONTAINERS_CONF).
+    env = {"CONTAINERS_CONF": str(ROOT / "deploy" / "images" / "containers.conf"), **os.environ}
+    done = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, check=False, env=env)
     assert done.returncode == 0, f"podman {' '.join(args)} failed: {done.stderr[-2000:]}"
     return done.stdout
 
