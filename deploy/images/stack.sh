@@ -38,10 +38,12 @@ up() {
     echo "stack: 127.0.0.1:$GATEWAY_PORT is in use (a stack already up? make stack-down); free it or set GATEWAY_PORT" >&2
     exit 1
   fi
-  # The database password: made here once, kept out of git (.gitignore), never printed.
-  if [ ! -s "$ENV_FILE" ]; then
-    (umask 077 && echo "POSTGRES_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(24))')" > "$ENV_FILE")
-  fi
+  # The secrets compose.yaml reads (the database password; the key that signs the API's tokens):
+  # each made here once, kept in deploy/.env (git-ignored, readable by root only), never printed.
+  (umask 077 && touch "$ENV_FILE")
+  for secret in POSTGRES_PASSWORD AUTH_SIGNING_KEY; do
+    grep -q "^$secret=" "$ENV_FILE" || echo "$secret=$(python3 -c 'import secrets; print(secrets.token_hex(24))')" >> "$ENV_FILE"
+  done
   for image in "$MODEL_SERVICE_IMAGE" "$API_IMAGE" "$GATEWAY_IMAGE" "$POSTGRES_IMAGE"; do
     podman image exists "$image" || { echo "stack: no image $image: run make images first" >&2; exit 1; }
   done
