@@ -7,12 +7,14 @@ anywhere else (plain `make test`) they are skipped, since they need the running 
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from tests.utils.identity import bearer, token_for
 from tests.utils.servers import ROOT
 
 # deploy/images/stack.sh runs deploy/compose.yaml as the project `credit-eligibility`.
@@ -24,10 +26,12 @@ def container(service: str) -> str:
     return f"{PROJECT}_{service}_1"
 
 
-def podman(*args: str, timeout: float = 60) -> str:
+def podman(*args: str, stdin: str | None = None, timeout: float = 60) -> str:
     # The settings `make stack` ran podman with (the Makefile exports CONTAINERS_CONF).
     env = {"CONTAINERS_CONF": str(ROOT / "deploy" / "images" / "containers.conf"), **os.environ}
-    done = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, check=False, env=env)
+    done = subprocess.run(
+        ["podman", *args], input=stdin, capture_output=True, text=True, timeout=timeout, check=False, env=env
+    )
     assert done.returncode == 0, f"podman {' '.join(args)} failed: {done.stderr[-2000:]}"
     return done.stdout
 
@@ -56,14 +60,19 @@ def gateway_url() -> str:
 
 @pytest.fixture(scope="session")
 def auth_headers(gateway_url: str) -> dict[str, str]:
-    """What a signed-in analyst sends with each API request.
+    """What a signed-in analyst sends with each API request: the one place that signs in.
 
-    The one place that signs in: the evaluation API takes no credentials yet, so there is nothing
-    to send. With sign-in, this creates the account in the API's container (`podman exec
-    container("evaluation-api") python -m evaluation_api.accounts create ... --password-stdin`),
-    asks `POST /api/v1/auth/token` for a token and returns {"Authorization": "Bearer ..."}.
+    The account is made in the API's container with the documented command line, then signs in
+    through the gateway (POST /api/v1/auth/token) like the form does.
     """
-    return {}
+    name = f"analyst-{secrets.token_hex(3)}"
+    password = secrets.token_urlsafe(18)
+    podman(
+        "exec", "-i", container("evaluation-api"),
+        "python", "-m", "evaluation_api.accounts", "create", name, "--role", "analyst", "--password-stdin",
+        stdin=password + "\n",
+    )  # fmt: skip
+    return bearer(token_for(gateway_url, name, password))
 
 
 @pytest.fixture

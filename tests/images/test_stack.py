@@ -1,6 +1,6 @@
 """The images, running together (`make stack`), checked from outside through the gateway on
-127.0.0.1: the form, an evaluation and its record, and the model service's container stopped and
-started again."""
+127.0.0.1: the form, signing in, an evaluation and its record, and the model service's container
+stopped and started again."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ def test_the_gateway_serves_the_form(gateway_url: str) -> None:
     assert "default-src 'self'" in response.headers["content-security-policy"]
     script = httpx.get(f"{gateway_url}/app.js", timeout=10)
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+
+
+def test_evaluating_needs_a_signed_in_caller(gateway_url: str) -> None:
+    refused = httpx.post(f"{gateway_url}/api/v1/evaluations", json=body(), timeout=10)
+    assert refused.status_code == 401, refused.text
 
 
 def test_an_evaluation_is_decided_by_the_model_service_and_its_record_read_back(api: httpx.Client) -> None:
