@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     model_connect_timeout_s: float = Field(0.5, gt=0)
     model_read_timeout_s: float = Field(1.5, gt=0)
     model_retry_attempts: int = Field(3, ge=1, le=10)
+    # Retry budget: retries are at most this share of recent calls to the model service, plus a
+    # reserve of MODEL_RETRY_BURST; when most calls fail, retries stop instead of multiplying the load.
+    model_retry_ratio: float = Field(0.1, ge=0, le=1)
+    model_retry_burst: int = Field(10, ge=0)
     model_max_connections: int = Field(32, ge=1)
     # Concurrent evaluations are coalesced into one /predict call of at most this many customers,
     # with at most this many calls in flight: under load, batches grow instead of queues.
