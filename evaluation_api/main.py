@@ -43,10 +43,23 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         policy = load_policy(settings.policy_path)
-        engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
+        engine = make_engine(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            statement_timeout_s=settings.database_statement_timeout_s,
+            lock_timeout_s=settings.database_lock_timeout_s,
+            keepalive_s=settings.database_keepalive_s,
+        )
         if settings.auto_migrate:
-            await asyncio.to_thread(upgrade, engine)
-        writer = RecordWriter(engine)
+            await asyncio.to_thread(
+                upgrade,
+                engine,
+                wait_s=settings.migration_wait_s,
+                lock_timeout_s=settings.migration_lock_timeout_s,
+            )
+        writer = RecordWriter(
+            engine, queue_max=settings.record_queue_max, commit_timeout_s=settings.record_commit_timeout_s
+        )
         app.state.identity = await asyncio.to_thread(Identity.start, settings, engine)
         model = ModelClient(
             base_url=str(settings.model_service_url),
@@ -66,6 +79,7 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
         # One attribute per resource; routes get them through evaluation_api.deps.
         app.state.engine = engine
         app.state.model_client = model
+        app.state.record_writer = writer
         app.state.evaluator = Evaluator(
             model=model, policy=policy, writer=writer, metrics=metrics, deadline_s=settings.evaluation_deadline_s
         )
