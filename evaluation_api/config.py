@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     oidc_jwks_cache_s: int = Field(300, ge=1)
     # /docs and /openapi.json: on for development, off in the production overlay.
     docs_enabled: bool = True
+    # The largest request body the API reads (evaluation_api/body_limit.py); 413 past it. A route
+    # that takes larger bodies gets its own limit by path prefix: MAX_BODY_BYTES_BY_PATH, JSON such
+    # as {"/api/v1/portfolios": 10485760}.
+    max_body_bytes: int = Field(64 * 1024, ge=1)
+    max_body_bytes_by_path: dict[str, int] = {}
+
     # The decision record (evaluation_api/db.py, RecordWriter). An evaluation waits at most
     # RECORD_COMMIT_TIMEOUT_S for its record's commit, after the model phase: so an evaluation answers
     # within EVALUATION_DEADLINE_S + RECORD_COMMIT_TIMEOUT_S, or 503 with Retry-After. At most

@@ -106,14 +106,20 @@ class PayloadTooLarge(EvaluationError):
         super().__init__(f"O corpo da requisição passa do limite de {limit_bytes} bytes.")
 
 
+def error_response(exc: EvaluationError, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The HTTP response of an error: its status, its body, and Retry-After when it is a 503."""
+    headers = dict(headers or {})
+    if isinstance(exc, ServiceUnavailable):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(EvaluationError)
     async def _evaluation_error(request: Request, exc: EvaluationError) -> JSONResponse:
-        headers = {}
         if isinstance(exc, ServiceUnavailable):
-            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
             logger.warning("evaluation failed: %s", exc.code)
-        return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -19,6 +19,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator import metrics as http_metrics
 
 from evaluation_api.access import Identity, authorize, install_error_handler
+from evaluation_api.body_limit import BodySizeLimit
 from evaluation_api.config import Settings, get_settings
 from evaluation_api.db import RecordWriter, make_engine
 from evaluation_api.errors import install_error_handlers
@@ -112,7 +113,8 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
     )
     install_error_handlers(app)
     install_error_handler(app)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, by_path=settings.max_body_bytes_by_path)
+    app.add_middleware(RequestIdMiddleware)  # outside the body limit: a 413 carries its request id too
     app.include_router(evaluations.router)
     app.include_router(figures.router)
     app.include_router(legacy.router)
