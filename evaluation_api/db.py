@@ -3,12 +3,14 @@
 Writes go through RecordWriter: one thread that takes every record queued while the previous
 commit ran and commits them in one transaction ("group commit"), then wakes each waiting request.
 Each evaluation still gets its record committed before its response, but 64 concurrent
-evaluations cost a few commits (and fsyncs), not 64.
+evaluations cost a few commits (and fsyncs), not 64. A record waits at most its commit deadline,
+and at most `queue_max` records wait (RecordWriter says what each caller is told, and why it is true).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -334,7 +336,9 @@ class RecordWriter:
                 extra={"request_id": ",".join(late)},
             )
         for item in group:
-            item.future.get_loop().call_soon_threadsafe(_resolve, item.future, error)
+            # RuntimeError: its event loop has closed, so nobody waits for this answer any more.
+            with contextlib.suppress(RuntimeError):
+                item.future.get_loop().call_soon_threadsafe(_resolve, item.future, error)
 
 
 def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
