@@ -182,12 +182,14 @@ class _Item:
 
 @dataclass(frozen=True)
 class WriterHealth:
-    """For /readyz: the writer thread, its queue, and how long the current commit has been running."""
+    """For /readyz: the writer thread, its queue, the current commit, and the oldest record still
+    waiting for its answer (queued, or in the running commit); stalled when that one has waited past
+    the commit deadline."""
 
     alive: bool
     restarts: int
     queue_depth: int
-    oldest_queued_s: float | None
+    oldest_waiting_s: float | None
     committing_for_s: float | None
     last_commit_s: float | None
     stalled: bool
@@ -220,6 +222,7 @@ class RecordWriter:
         self._pending: deque[_Item] = deque()
         self._closing = False
         self._commit_started: float | None = None
+        self._committing_since: float | None = None  # when the oldest record of the running commit was queued
         self._last_commit: float | None = None
         self.restarts = 0
         self._thread = self._start()
@@ -235,7 +238,7 @@ class RecordWriter:
                 return
             self.restarts += 1
             logger.error("the record writer thread had died; starting another (restart %d)", self.restarts)
-            self._commit_started = None
+            self._commit_started = self._committing_since = None
             self._thread = self._start()
 
     async def write(self, row: dict[str, Any]) -> None:
@@ -269,11 +272,14 @@ class RecordWriter:
         now = time.monotonic()
         with self._lock:
             depth = len(self._pending)
-            oldest = now - self._pending[0].queued_at if self._pending else None
+            waiting = [self._pending[0].queued_at] if self._pending else []
+            if self._committing_since is not None:
+                waiting.append(self._committing_since)
+            oldest = now - min(waiting) if waiting else None
             committing = now - self._commit_started if self._commit_started is not None else None
             last = now - self._last_commit if self._last_commit is not None else None
             alive = self._thread.is_alive()
-        stalled = any(age is not None and age > self._commit_timeout_s for age in (oldest, committing))
+        stalled = oldest is not None and oldest >= self._commit_timeout_s
         return WriterHealth(alive, self.restarts, depth, oldest, committing, last, stalled)
 
     def close(self) -> None:
@@ -303,6 +309,7 @@ class RecordWriter:
                 item.state = TAKEN
                 group.append(item)
             self._commit_started = time.monotonic()
+            self._committing_since = group[0].queued_at
             return group
 
     def _commit(self, group: Sequence[_Item]) -> None:
@@ -321,7 +328,7 @@ class RecordWriter:
             )
             error = RecordNotWritten(type(exc).__name__)
         with self._lock:
-            self._commit_started = None
+            self._commit_started = self._committing_since = None
             if error is None:
                 self._last_commit = time.monotonic()
             for item in group:

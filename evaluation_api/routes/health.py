@@ -24,7 +24,7 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 async def readyz(model: ModelClientDep, engine: EngineDep, writer: RecordWriterDep) -> JSONResponse:
     """Ready to evaluate: the model service answers, the database takes a write, and the record writer
-    is alive and not stalled (nothing queued or committing for longer than RECORD_COMMIT_TIMEOUT_S).
+    is alive and not stalled (no record waiting for its commit for RECORD_COMMIT_TIMEOUT_S or more).
     503 otherwise."""
     checks = {"model_service": "ok", "database": "ok", "circuit": model.circuit_state()}
     if not await model.is_ready():

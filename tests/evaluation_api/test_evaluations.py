@@ -245,7 +245,7 @@ def test_readyz_is_200_when_the_model_answers_and_the_database_takes_a_write(cli
         "alive": True,
         "restarts": 0,
         "queue_depth": 0,
-        "oldest_queued_s": None,
+        "oldest_waiting_s": None,
         "committing_for_s": None,
         "last_commit_s": None,
         "stalled": False,
