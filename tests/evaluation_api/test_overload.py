@@ -18,6 +18,7 @@ from evaluation_api.main import create_app
 from evaluation_api.overload import RetryBudget, parse_retry_after
 from tests.evaluation_api.test_resilience import assert_unavailable, circuit
 from tests.utils.evaluations import ModelServiceStub, TestClient, body, make_settings, until
+from tests.utils.identity import analyst_headers
 
 URL = "/api/v1/evaluations"
 
@@ -108,7 +109,7 @@ async def test_a_half_open_circuit_lets_exactly_one_trial_call_through(tmp_path:
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+        httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=analyst_headers(app)) as client,
     ):
         stub.script.append("connect_error")
         assert (await client.post(URL, json=body())).status_code == 503

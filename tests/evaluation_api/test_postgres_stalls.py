@@ -23,6 +23,7 @@ from evaluation_api.db import make_engine
 from evaluation_api.main import create_app
 from evaluation_api.migrate import MIGRATION_LOCK_KEY, upgrade
 from tests.utils.evaluations import body, make_settings
+from tests.utils.identity import analyst_headers
 from tests.utils.servers import ROOT, project_env
 
 pytestmark = pytest.mark.postgres
@@ -78,7 +79,9 @@ async def test_a_locked_records_table_is_503_within_the_deadline_then_evaluation
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=30) as client,
+        httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", timeout=30, headers=analyst_headers(app)
+        ) as client,
     ):
         assert (await client.post(URL, json=body(name="Antes"))).status_code == 201
 

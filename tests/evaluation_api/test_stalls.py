@@ -33,6 +33,7 @@ from evaluation_api.migrate import upgrade
 from tests.evaluation_api.conftest import app_of
 from tests.evaluation_api.test_resilience import record_count
 from tests.utils.evaluations import body, make_settings, until
+from tests.utils.identity import analyst_headers
 
 URL = "/api/v1/evaluations"
 # Short, and in the order Settings requires: lock <= statement < commit.
@@ -219,7 +220,9 @@ async def test_past_the_queue_bound_evaluations_are_503_with_retry_after(tmp_pat
     with writer_gate() as gate:
         async with (
             app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+            httpx.AsyncClient(
+                transport=transport, base_url="http://testserver", headers=analyst_headers(app)
+            ) as client,
         ):
             first = asyncio.create_task(client.post(URL, json=body(name="Primeira")))
             await until_committing(app.state.record_writer)
