@@ -118,21 +118,56 @@ class Prediction(TypedDict):
     ]
 
 
+# The model card that travels with this code: models/model_card.json, which bentofile.yaml packs into
+# the Bento (and so into its image). It, not the store's copy, says which pickle may be served: the
+# store is a directory anyone with access can edit, pickle and card alike. MODEL_CARD_PATH names
+# another card outside the store (a newly trained model's, served beside the old one in a rollout).
+TRUSTED_CARD_PATH = Path(os.environ.get("MODEL_CARD_PATH") or CARD_PATH)
+VERSION_DIGITS = 16  # a model's version is its pickle's sha256, cut (models/import_model.py)
+
+
+class ModelIntegrityError(RuntimeError):
+    """The model in the store is not the one the trusted card describes: the service refuses to start."""
+
+
+def _trusted_card() -> dict[str, Any]:
+    try:
+        card: dict[str, Any] = json.loads(TRUSTED_CARD_PATH.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelIntegrityError(f"cannot read the model card {TRUSTED_CARD_PATH}: {exc}") from exc
+    if not isinstance(card.get("pickle_sha256"), str) or len(card["pickle_sha256"]) != 64:
+        raise ModelIntegrityError(f"the model card {TRUSTED_CARD_PATH} has no pickle_sha256")
+    return card
+
+
 # Resolved once, at import: the class-level model below and the X-Model-Version header then name the
 # same version even if another one is imported (and becomes `latest`) while this process runs.
-# MODEL_TAG pins a version (a rollout); by default the committed model card's.
-def _default_model_tag() -> str:
-    """The version the checkout's model card describes (git is the source of truth: checking out an
-    older pickle and card, then `make import`, serves that one again); `latest` without a card."""
-    try:
-        card = json.loads(CARD_PATH.read_text(encoding="utf-8"))
-        return f"{MODEL_NAME}:{card['pickle_sha256'][:16]}"
-    except (OSError, ValueError, KeyError):
-        return f"{MODEL_NAME}:latest"
-
-
-MODEL_TAG = str(bentoml.models.get(os.environ.get("MODEL_TAG") or _default_model_tag()).tag)
+# MODEL_TAG pins a version (a rollout); by default the trusted card's (git is the source of truth:
+# checking out an older pickle and card, then `make import`, serves that one again).
+MODEL_TAG = str(
+    bentoml.models.get(
+        os.environ.get("MODEL_TAG") or f"{MODEL_NAME}:{_trusted_card()['pickle_sha256'][:VERSION_DIGITS]}"
+    ).tag
+)
 MODEL_VERSION = MODEL_TAG.split(":", 1)[1]
+
+
+def verify_model(*, version: str, pickle_path: str, card: dict[str, Any]) -> None:
+    """Raise ModelIntegrityError unless the tag's version and the pickle's bytes are the card's. Before
+    anything is unpickled: unpickling runs code."""
+    expected = card["pickle_sha256"]
+    if version != expected[:VERSION_DIGITS]:
+        raise ModelIntegrityError(
+            f"the model tag's version {version} is not the one the model card {TRUSTED_CARD_PATH} describes "
+            f"({expected[:VERSION_DIGITS]}); refusing to start. Serve the card's model, or set MODEL_CARD_PATH "
+            "to the card of the model in MODEL_TAG."
+        )
+    actual = _sha256(pickle_path)
+    if actual != expected:
+        raise ModelIntegrityError(
+            f"{pickle_path} (sha256 {actual}) does not match the sha256 in the model card {TRUSTED_CARD_PATH} "
+            f"({expected}); the store's copy was changed. Refusing to load it."
+        )
 
 
 class JsonBodiesOnly:
@@ -225,11 +260,10 @@ class CreditCardSegmentation:
 
     def __init__(self) -> None:
         _die_with_parent()
-        self.card: dict[str, Any] = json.loads(Path(self.model.path_of(CARD_PATH.name)).read_text(encoding="utf-8"))
+        # The card that travels with the code, never the store's copy (see TRUSTED_CARD_PATH).
+        self.card = _trusted_card()
         pickle_path = self.model.path_of(PICKLE_PATH.name)
-        # The store is a directory anyone with access can edit: check again before unpickling.
-        if _sha256(pickle_path) != self.card["pickle_sha256"]:
-            raise RuntimeError(f"{pickle_path} does not match its model card's sha256; refusing to load it")
+        verify_model(version=self.model.tag.version or "", pickle_path=pickle_path, card=self.card)
         self.pipeline = joblib.load(pickle_path)
         self.tag = str(self.model.tag)
         # Objects loaded so far live as long as the process: keep them out of the GC's scans,

@@ -368,8 +368,14 @@ def rollout(*, workdir: Path, smoke: bool, data_path: Path, log: Log) -> dict[st
             green_tag = _tag_of(new_dir)
             log(f"  trained {green_tag} in {train_s}s, imported in {import_s}s; starting green")
             events["green_start"] = time.time()
+            # Green's card is the new model's, from training (service.py trusts no card in the store).
             green = systems.model_service_server(
-                log_dir=workdir, workers=1, model_tag=green_tag, port=green_port, BENTOML_HOME=str(store)
+                log_dir=workdir,
+                workers=1,
+                model_tag=green_tag,
+                port=green_port,
+                BENTOML_HOME=str(store),
+                MODEL_CARD_PATH=str(new_dir / "model_card.json"),
             )
             green.start(timeout=120)
             events["green_ready"] = time.time()

@@ -22,13 +22,17 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
     log_level: str = "INFO"
 
-    # The model call with its retries must answer within this (evaluate.py); the record's commit
-    # that follows is not under it.
+    # The model phase of an evaluation (waiting for a call, the call and its retries) ends within
+    # this; the record's commit that follows has RECORD_COMMIT_TIMEOUT_S (below).
     evaluation_deadline_s: float = Field(2.0, gt=0, le=30)
     # Per attempt: connecting to a live service on a LAN takes well under this.
     model_connect_timeout_s: float = Field(0.5, gt=0)
     model_read_timeout_s: float = Field(1.5, gt=0)
     model_retry_attempts: int = Field(3, ge=1, le=10)
+    # Retry budget: retries are at most this share of recent calls to the model service, plus a
+    # reserve of MODEL_RETRY_BURST; when most calls fail, retries stop instead of multiplying the load.
+    model_retry_ratio: float = Field(0.1, ge=0, le=1)
+    model_retry_burst: int = Field(10, ge=0)
     model_max_connections: int = Field(32, ge=1)
     # Concurrent evaluations are coalesced into one /predict call of at most this many customers,
     # with at most this many calls in flight: under load, batches grow instead of queues.
@@ -61,6 +65,31 @@ class Settings(BaseSettings):
     oidc_jwks_cache_s: int = Field(300, ge=1)
     # /docs and /openapi.json: on for development, off in the production overlay.
     docs_enabled: bool = True
+    # The largest request body the API reads (evaluation_api/body_limit.py); 413 past it. A route
+    # that takes larger bodies gets its own limit by path prefix: MAX_BODY_BYTES_BY_PATH, JSON such
+    # as {"/api/v1/portfolios": 10485760}.
+    max_body_bytes: int = Field(64 * 1024, ge=1)
+    max_body_bytes_by_path: dict[str, int] = {}
+
+    # The decision record (evaluation_api/db.py, RecordWriter). An evaluation waits at most
+    # RECORD_COMMIT_TIMEOUT_S for its record's commit, after the model phase: so an evaluation answers
+    # within EVALUATION_DEADLINE_S + RECORD_COMMIT_TIMEOUT_S, or 503 with Retry-After. At most
+    # RECORD_QUEUE_MAX records wait for the writer; past that, 503 at once (nothing recorded).
+    record_commit_timeout_s: float = Field(2.0, gt=0, le=30)
+    record_queue_max: int = Field(1000, ge=1)
+    # Every statement of the API's database sessions ends within DATABASE_STATEMENT_TIMEOUT_S and
+    # waits at most DATABASE_LOCK_TIMEOUT_S for a lock (PostgreSQL's statement_timeout and lock_timeout;
+    # SQLite's busy timeout): a stuck INSERT fails and rolls back on its own, before the caller's
+    # deadline, so the 503 that caller gets ("not recorded") is true.
+    database_statement_timeout_s: float = Field(1.0, gt=0)
+    database_lock_timeout_s: float = Field(0.5, gt=0)
+    # TCP keepalives on PostgreSQL connections: a peer that vanished (a failover, a cut network) is
+    # noticed after about 4x this, instead of the kernel's two hours.
+    database_keepalive_s: int = Field(5, ge=1, le=300)
+    # `python -m evaluation_api.migrate` on PostgreSQL: how long it waits for another rollout's
+    # migration (the advisory lock), and how long each DDL statement waits for its table's lock.
+    migration_wait_s: float = Field(300, gt=0)
+    migration_lock_timeout_s: float = Field(5, gt=0)
 
     @field_validator("database_url")
     @classmethod
@@ -81,6 +110,11 @@ class Settings(BaseSettings):
             raise ValueError("OIDC_AUDIENCE is required when OIDC_ISSUER is set")
         if any(alg.upper().startswith("HS") or alg.lower() == "none" for alg in self.oidc_algorithms):
             raise ValueError("OIDC_ALGORITHMS takes asymmetric algorithms only (RS256, ES256, ...)")
+        if not self.database_lock_timeout_s <= self.database_statement_timeout_s < self.record_commit_timeout_s:
+            raise ValueError(
+                "DATABASE_LOCK_TIMEOUT_S <= DATABASE_STATEMENT_TIMEOUT_S < RECORD_COMMIT_TIMEOUT_S must hold: "
+                "a stuck statement must fail before the evaluation stops waiting for it"
+            )
         if not self.policy_path.is_file():
             raise ValueError(f"POLICY_PATH {self.policy_path} is not a file")
         return self

@@ -3,16 +3,20 @@
 Writes go through RecordWriter: one thread that takes every record queued while the previous
 commit ran and commits them in one transaction ("group commit"), then wakes each waiting request.
 Each evaluation still gets its record committed before its response, but 64 concurrent
-evaluations cost a few commits (and fsyncs), not 64.
+evaluations cost a few commits (and fsyncs), not 64. A record waits at most its commit deadline,
+and at most `queue_max` records wait (RecordWriter says what each caller is told, and why it is true).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import queue
 import threading
+import time
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,7 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped
 
@@ -91,10 +96,21 @@ class EvaluationRow(Base):
     created_by: Mapped[str | None]
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 5,
+    statement_timeout_s: float | None = None,
+    lock_timeout_s: float | None = None,
+    keepalive_s: int | None = None,
+) -> Engine:
+    """The engine for DATABASE_URL. The timeouts bound every statement of its sessions (None: the
+    database's defaults, for tools and tests); `keepalive_s` turns on TCP keepalives (PostgreSQL)."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
+        # SQLite has one lock, the database's: its busy timeout is both a lock and a statement bound.
+        busy_s = min(t for t in (statement_timeout_s, lock_timeout_s, 5.0) if t is not None)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_s})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
@@ -105,73 +121,231 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
             cursor.close()
 
         return engine
+    connect_args: dict[str, Any] = {"connect_timeout": 2}
+    # Server-side bounds, set at connection start (libpq `options`), kept beside any the URL carries
+    # (connect_args would replace the URL's `options`, not add to it).
+    in_url = make_url(url).query.get("options")
+    options = [in_url] if isinstance(in_url, str) and in_url else []
+    if statement_timeout_s is not None:
+        options.append(f"-c statement_timeout={round(statement_timeout_s * 1000)}")
+    if lock_timeout_s is not None:
+        options.append(f"-c lock_timeout={round(lock_timeout_s * 1000)}")
+    if options:
+        connect_args["options"] = " ".join(options)
+    if keepalive_s is not None:
+        # Probe an idle connection after keepalive_s, then every keepalive_s, 3 times; and give up on
+        # sent data unacknowledged for as long (tcp_user_timeout, ms): a dead peer fails the statement.
+        connect_args |= {
+            "keepalives": 1,
+            "keepalives_idle": keepalive_s,
+            "keepalives_interval": keepalive_s,
+            "keepalives_count": 3,
+            "tcp_user_timeout": keepalive_s * 4 * 1000,
+        }
     return create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_timeout=2,
-        connect_args={"connect_timeout": 2},
+        connect_args=connect_args,
     )
 
 
+class RecordNotWritten(Exception):
+    """The record was not written and never will be: its transaction rolled back, or it was withdrawn
+    from the queue before the writer took it. Nothing was recorded, so nothing was decided."""
+
+
+class RecordQueueFull(RecordNotWritten):
+    """More records wait for the writer than RECORD_QUEUE_MAX: refused at once, before queueing."""
+
+
+class RecordOutcomeUnknown(Exception):
+    """The deadline passed while the record's transaction was in progress. It may still commit or roll
+    back (the writer logs which, with the request id); the caller must not be told either."""
+
+
+QUEUED, TAKEN, WITHDRAWN = "queued", "taken", "withdrawn"
+
+
+@dataclass(eq=False)
+class _Item:
+    row: dict[str, Any]
+    future: asyncio.Future[None]
+    queued_at: float
+    state: str = QUEUED
+    outcome: BaseException | None = None  # set with `done` under the writer's lock
+    done: bool = False
+    caller_gone: bool = False  # its caller was answered "outcome unknown"
+
+
+@dataclass(frozen=True)
+class WriterHealth:
+    """For /readyz: the writer thread, its queue, the current commit, and the oldest record still
+    waiting for its answer (queued, or in the running commit); stalled when that one has waited past
+    the commit deadline."""
+
+    alive: bool
+    restarts: int
+    queue_depth: int
+    oldest_waiting_s: float | None
+    committing_for_s: float | None
+    last_commit_s: float | None
+    stalled: bool
+
+
 class RecordWriter:
-    """Commits records in groups on one thread; `await write(row)` returns once its group committed."""
+    """Commits records in groups on one thread; `await write(row)` returns once its group committed.
+
+    What a caller is told, and why it is always true:
+    - returns: its record is committed;
+    - RecordQueueFull: RECORD_QUEUE_MAX records already wait; this one was never queued;
+    - RecordNotWritten: its group's transaction rolled back (a failing database, statement_timeout or
+      lock_timeout), or its deadline passed while it was still queued and it was withdrawn (the
+      writer never takes a withdrawn record);
+    - RecordOutcomeUnknown: its deadline passed while its group's transaction was running. Where the
+      statement timeouts are shorter than the deadline (Settings checks it), a stuck statement ends
+      in RecordNotWritten first; this is left for a COMMIT or a connection that hangs past them.
+
+    If the thread dies (a bug: every error of a commit is caught), the next write or readiness check
+    starts a new one and counts it in `restarts`; records it had taken end as RecordOutcomeUnknown.
+    """
 
     MAX_GROUP = 500
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, queue_max: int = 1000, commit_timeout_s: float = 2.0) -> None:
         self._engine = engine
-        self._queue: queue.SimpleQueue[tuple[dict[str, Any], asyncio.Future[None]] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="record-writer", daemon=True)
-        self._thread.start()
+        self._queue_max = queue_max
+        self._commit_timeout_s = commit_timeout_s
+        self._lock = threading.Condition()
+        self._pending: deque[_Item] = deque()
+        self._closing = False
+        self._commit_started: float | None = None
+        self._committing_since: float | None = None  # when the oldest record of the running commit was queued
+        self._last_commit: float | None = None
+        self.restarts = 0
+        self._thread = self._start()
+
+    def _start(self) -> threading.Thread:
+        thread = threading.Thread(target=self._run, name="record-writer", daemon=True)
+        thread.start()
+        return thread
+
+    def ensure_running(self) -> None:
+        with self._lock:
+            if self._closing or self._thread.is_alive():
+                return
+            self.restarts += 1
+            logger.error("the record writer thread had died; starting another (restart %d)", self.restarts)
+            self._commit_started = self._committing_since = None
+            self._thread = self._start()
 
     async def write(self, row: dict[str, Any]) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put((row, future))
-        # Shielded: a client that disconnects must not leave the caller unsure whether it committed.
-        await asyncio.shield(future)
+        self.ensure_running()
+        item = _Item(row, asyncio.get_running_loop().create_future(), time.monotonic())
+        item.future.add_done_callback(_consume)  # its outcome is read even if its caller left
+        with self._lock:
+            if len(self._pending) >= self._queue_max:
+                raise RecordQueueFull(f"{len(self._pending)} records already wait for the writer")
+            self._pending.append(item)
+            self._lock.notify()
+        try:
+            # Shielded: a client that disconnects does not withdraw its record; it is committed or not
+            # as if it had stayed.
+            await asyncio.wait_for(asyncio.shield(item.future), self._commit_timeout_s)
+        except TimeoutError:
+            with self._lock:
+                if item.done:  # decided a moment ago; its answer is on its way to the loop
+                    outcome = item.outcome
+                elif item.state == QUEUED:
+                    item.state = WITHDRAWN
+                    self._pending.remove(item)
+                    outcome = RecordNotWritten("withdrawn from the queue at its deadline")
+                else:
+                    item.caller_gone = True
+                    outcome = RecordOutcomeUnknown("the commit was still running at its deadline")
+            if outcome is not None:
+                raise outcome from None
+
+    def health(self) -> WriterHealth:
+        now = time.monotonic()
+        with self._lock:
+            depth = len(self._pending)
+            waiting = [self._pending[0].queued_at] if self._pending else []
+            if self._committing_since is not None:
+                waiting.append(self._committing_since)
+            oldest = now - min(waiting) if waiting else None
+            committing = now - self._commit_started if self._commit_started is not None else None
+            last = now - self._last_commit if self._last_commit is not None else None
+            alive = self._thread.is_alive()
+        stalled = oldest is not None and oldest >= self._commit_timeout_s
+        return WriterHealth(alive, self.restarts, depth, oldest, committing, last, stalled)
 
     def close(self) -> None:
-        self._queue.put(None)
+        """Commit what is queued, then stop the thread."""
+        with self._lock:
+            self._closing = True
+            self._lock.notify()
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            group = [item]
-            while len(group) < self.MAX_GROUP:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._commit(group)
-                    return
-                group.append(nxt)
-            self._commit(group)
+        try:
+            while (group := self._take()) is not None:
+                self._commit(group)
+        except BaseException:
+            # Not re-raised: the thread ends either way, and ensure_running() replaces it.
+            logger.critical("the record writer thread died", exc_info=True)
 
-    def _commit(self, group: Sequence[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
-        error: BaseException | None = None
+    def _take(self) -> list[_Item] | None:
+        with self._lock:
+            while not self._pending:
+                if self._closing:
+                    return None
+                self._lock.wait(timeout=1.0)
+            group: list[_Item] = []
+            while self._pending and len(group) < self.MAX_GROUP:
+                item = self._pending.popleft()
+                item.state = TAKEN
+                group.append(item)
+            self._commit_started = time.monotonic()
+            self._committing_since = group[0].queued_at
+            return group
+
+    def _commit(self, group: Sequence[_Item]) -> None:
+        error: RecordNotWritten | None = None
+        request_ids = ",".join(item.row["request_id"] for item in group)
         try:
             with self._engine.begin() as connection:
-                connection.execute(insert(EvaluationRow), [row for row, _ in group])
-        except SQLAlchemyError as exc:  # the whole group rolled back: none of them is recorded
+                connection.execute(insert(EvaluationRow), [item.row for item in group])
+        except Exception as exc:  # the whole group rolled back: none of them is recorded
             logger.error(
                 "could not commit %d decision record(s): %s",
                 len(group),
                 type(exc).__name__,
-                extra={"request_id": ",".join(row["request_id"] for row, _ in group)},
+                extra={"request_id": request_ids},
+                exc_info=not isinstance(exc, SQLAlchemyError),
             )
-            error = exc
-        for _, future in group:
-            loop = future.get_loop()
+            error = RecordNotWritten(type(exc).__name__)
+        with self._lock:
+            self._commit_started = self._committing_since = None
             if error is None:
-                loop.call_soon_threadsafe(_resolve, future, None)
-            else:
-                loop.call_soon_threadsafe(_resolve, future, error)
+                self._last_commit = time.monotonic()
+            for item in group:
+                item.done, item.outcome = True, error
+            late = [item.row["request_id"] for item in group if item.caller_gone]
+        if late:
+            # Those callers were told the outcome was unknown; here it is, for whoever looks them up.
+            logger.warning(
+                "%d decision record(s) %s after their deadline; their callers were answered 503 record_unconfirmed",
+                len(late),
+                "committed" if error is None else "rolled back",
+                extra={"request_id": ",".join(late)},
+            )
+        for item in group:
+            # RuntimeError: its event loop has closed, so nobody waits for this answer any more.
+            with contextlib.suppress(RuntimeError):
+                item.future.get_loop().call_soon_threadsafe(_resolve, item.future, error)
 
 
 def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
@@ -181,6 +355,12 @@ def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
         future.set_result(None)
     else:
         future.set_exception(error)
+
+
+def _consume(future: asyncio.Future[None]) -> None:
+    """Retrieve the outcome of a future nobody awaits any more (else asyncio logs it as lost)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def read_record(engine: Engine, evaluation_id: str) -> EvaluationRow | None:

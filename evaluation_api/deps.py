@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 
 from evaluation_api.access import Identity
+from evaluation_api.db import RecordWriter
 from evaluation_api.evaluate import Evaluator
 from evaluation_api.model_client import ModelClient
 from evaluation_api.observability import request_id_var
@@ -35,6 +36,11 @@ async def get_identity(request: Request) -> Identity:
     return identity
 
 
+async def get_record_writer(request: Request) -> RecordWriter:
+    writer: RecordWriter = request.app.state.record_writer
+    return writer
+
+
 async def get_request_id() -> str:
     return request_id_var.get()
 
@@ -43,4 +49,5 @@ EvaluatorDep = Annotated[Evaluator, Depends(get_evaluator)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 ModelClientDep = Annotated[ModelClient, Depends(get_model_client)]
 IdentityDep = Annotated[Identity, Depends(get_identity)]
+RecordWriterDep = Annotated[RecordWriter, Depends(get_record_writer)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]

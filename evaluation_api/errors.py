@@ -3,9 +3,13 @@
 EvaluationError
 ├── InvalidInput          422  a field breaks its rule
 ├── NotFound              404
+├── PayloadTooLarge       413  the body is larger than the route takes
 └── ServiceUnavailable    503  with Retry-After
     ├── ModelUnavailable       the model service is down, slow or overloaded
-    └── DatabaseUnavailable    the decision could not be recorded
+    ├── DatabaseUnavailable    the decision was not recorded (so not made)
+    │   └── DatabaseBusy           too many records wait for the database: refused before queueing
+    └── RecordUnconfirmed      the record's commit outlived its deadline: it may or may not be
+                               recorded, and the answer says so (with the evaluation's id to look up)
 """
 
 from __future__ import annotations
@@ -74,14 +78,48 @@ class DatabaseUnavailable(ServiceUnavailable):
     message = "Não foi possível registrar a decisão; nada foi decidido. Tente novamente em alguns segundos."
 
 
+class DatabaseBusy(DatabaseUnavailable):
+    code = "database_busy"
+    message = "Muitas avaliações ao mesmo tempo; nada foi decidido. Tente novamente em alguns segundos."
+
+
+class RecordUnconfirmed(ServiceUnavailable):
+    code = "record_unconfirmed"
+    message = (
+        "Não foi possível confirmar a tempo o registro da decisão: ela pode ter sido registrada. "
+        "Consulte a avaliação pelo seu identificador antes de repetir o pedido."
+    )
+
+    def __init__(self, evaluation_id: str, *, retry_after_s: float = 5.0) -> None:
+        super().__init__(retry_after_s=retry_after_s)
+        self.evaluation_id = evaluation_id
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "id": self.evaluation_id}
+
+
+class PayloadTooLarge(EvaluationError):
+    status_code = 413
+    code = "payload_too_large"
+
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(f"O corpo da requisição passa do limite de {limit_bytes} bytes.")
+
+
+def error_response(exc: EvaluationError, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The HTTP response of an error: its status, its body, and Retry-After when it is a 503."""
+    headers = dict(headers or {})
+    if isinstance(exc, ServiceUnavailable):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(EvaluationError)
     async def _evaluation_error(request: Request, exc: EvaluationError) -> JSONResponse:
-        headers = {}
         if isinstance(exc, ServiceUnavailable):
-            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
             logger.warning("evaluation failed: %s", exc.code)
-        return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,11 +9,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from contract import MODEL_NAME, SEGMENTS_BY_KEY
-from evaluation_api.db import RecordWriter
-from evaluation_api.errors import DatabaseUnavailable, EvaluationError, ModelUnavailable
+from evaluation_api.db import RecordNotWritten, RecordOutcomeUnknown, RecordQueueFull, RecordWriter
+from evaluation_api.errors import (
+    DatabaseBusy,
+    DatabaseUnavailable,
+    EvaluationError,
+    ModelUnavailable,
+    RecordUnconfirmed,
+)
 from evaluation_api.model_client import ModelClient
 from evaluation_api.observability import Metrics
 from evaluation_api.policy import Policy, decide
@@ -41,8 +45,9 @@ class Evaluator:
         figures = body.figures()
         started = time.perf_counter()
         try:
-            # The deadline covers the model call and its retries, not the record: once the model
-            # answered, the decision is recorded even if that takes longer (never half-done).
+            # This deadline covers the model phase: waiting for a call, the call and its retries. The
+            # record has its own (RecordWriter, RECORD_COMMIT_TIMEOUT_S), so an evaluation answers
+            # within the sum of the two.
             async with asyncio.timeout(self.deadline_s):
                 prediction = await self.model.predict(figures, request_id=request_id)
         except TimeoutError:
@@ -92,9 +97,15 @@ class Evaluator:
         }
         try:
             await self.writer.write(row)
-        except SQLAlchemyError:
+        except RecordQueueFull:
+            self.metrics.failures.labels("database_busy").inc()
+            raise DatabaseBusy(retry_after_s=1) from None
+        except RecordNotWritten:
             self.metrics.failures.labels("database_unavailable").inc()
             raise DatabaseUnavailable() from None
+        except RecordOutcomeUnknown:
+            self.metrics.failures.labels("record_unconfirmed").inc()
+            raise RecordUnconfirmed(evaluation_id) from None
         self.metrics.decisions.labels(outcome.decision, segment.key).inc()
         return EvaluationPublic(
             id=evaluation_id,

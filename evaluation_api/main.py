@@ -19,6 +19,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator import metrics as http_metrics
 
 from evaluation_api.access import Identity, authorize, install_error_handler
+from evaluation_api.body_limit import BodySizeLimit
 from evaluation_api.config import Settings, get_settings
 from evaluation_api.db import RecordWriter, make_engine
 from evaluation_api.errors import install_error_handlers
@@ -43,10 +44,23 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         policy = load_policy(settings.policy_path)
-        engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
+        engine = make_engine(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            statement_timeout_s=settings.database_statement_timeout_s,
+            lock_timeout_s=settings.database_lock_timeout_s,
+            keepalive_s=settings.database_keepalive_s,
+        )
         if settings.auto_migrate:
-            await asyncio.to_thread(upgrade, engine)
-        writer = RecordWriter(engine)
+            await asyncio.to_thread(
+                upgrade,
+                engine,
+                wait_s=settings.migration_wait_s,
+                lock_timeout_s=settings.migration_lock_timeout_s,
+            )
+        writer = RecordWriter(
+            engine, queue_max=settings.record_queue_max, commit_timeout_s=settings.record_commit_timeout_s
+        )
         app.state.identity = await asyncio.to_thread(Identity.start, settings, engine)
         model = ModelClient(
             base_url=str(settings.model_service_url),
@@ -55,6 +69,8 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
             max_connections=settings.model_max_connections,
             retry_attempts=settings.model_retry_attempts,
             retry_budget_s=settings.evaluation_deadline_s,
+            retry_ratio=settings.model_retry_ratio,
+            retry_burst=settings.model_retry_burst,
             breaker_threshold=settings.breaker_threshold,
             breaker_ttl_s=settings.breaker_ttl_s,
             batch_max_size=settings.model_batch_max_size,
@@ -64,6 +80,7 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
         # One attribute per resource; routes get them through evaluation_api.deps.
         app.state.engine = engine
         app.state.model_client = model
+        app.state.record_writer = writer
         app.state.evaluator = Evaluator(
             model=model, policy=policy, writer=writer, metrics=metrics, deadline_s=settings.evaluation_deadline_s
         )
@@ -96,7 +113,8 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
     )
     install_error_handlers(app)
     install_error_handler(app)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, by_path=settings.max_body_bytes_by_path)
+    app.add_middleware(RequestIdMiddleware)  # outside the body limit: a 413 carries its request id too
     app.include_router(evaluations.router)
     app.include_router(figures.router)
     app.include_router(legacy.router)

@@ -2,8 +2,11 @@
 
     python -m evaluation_api.migrate            # DATABASE_URL from the environment
 
-Run once per rollout where several API processes share a database (a Kubernetes init container, a
-one-shot Compose service); a single local process applies them itself at start (AUTO_MIGRATE).
+Run once per rollout where several API processes share a database (the Kubernetes init container of
+each API pod, the one-shot Compose service); a single local process applies them itself at start
+(AUTO_MIGRATE). On PostgreSQL every run first takes an advisory lock in the migration's own
+transaction, so concurrent runs take turns: the first applies the migrations, the others then find
+the schema at head and change nothing.
 """
 
 from __future__ import annotations
@@ -14,32 +17,74 @@ import sys
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import OperationalError
 
 from evaluation_api.config import PACKAGE_DIR, get_settings
 from evaluation_api.db import make_engine
 
 logger = logging.getLogger(__name__)
 
+# pg_advisory_xact_lock's key for this database's migrations: any fixed number all runs share
+# ("evalmigr" in ASCII).
+MIGRATION_LOCK_KEY = 0x6576616C6D696772
 
-def upgrade(engine: Engine) -> None:
+
+def _set_local(connection: Connection, name: str, seconds: float) -> None:
+    """A PostgreSQL setting for the rest of this transaction only (0: no limit)."""
+    connection.execute(
+        text("SELECT set_config(:name, :value, true)"), {"name": name, "value": f"{round(seconds * 1000)}ms"}
+    )
+
+
+def upgrade(engine: Engine, *, wait_s: float = 300.0, lock_timeout_s: float = 5.0) -> tuple[str | None, str | None]:
+    """Migrate to head; return the revisions (before, after). On PostgreSQL, wait at most `wait_s` for
+    another run's lock, and let each DDL statement wait at most `lock_timeout_s` for its table's lock
+    (a migration must not queue the API's inserts behind it for long); no statement_timeout applies.
+    Raises OperationalError (lock_timeout) when a wait runs out: nothing is changed then."""
     config = Config()
     config.set_main_option("script_location", str(PACKAGE_DIR / "migrations"))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            _set_local(connection, "statement_timeout", 0)
+            _set_local(connection, "lock_timeout", wait_s)
+            # Released when this transaction ends (commit, rollback or a dropped connection).
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            _set_local(connection, "lock_timeout", lock_timeout_s)
+        before = MigrationContext.configure(connection).get_current_revision()
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+        after = MigrationContext.configure(connection).get_current_revision()
+    return before, after
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluation_api.migrate", description=__doc__.split("\n\n")[0])
     parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    engine = make_engine(get_settings().database_url)
+    settings = get_settings()
+    engine = make_engine(settings.database_url, keepalive_s=settings.database_keepalive_s)
     try:
-        upgrade(engine)
+        before, after = upgrade(
+            engine, wait_s=settings.migration_wait_s, lock_timeout_s=settings.migration_lock_timeout_s
+        )
+    except OperationalError as exc:
+        logger.error(
+            "migration not applied: a lock was not granted in time (%s). Another rollout's migration may "
+            "still be running (MIGRATION_WAIT_S=%s), or a long transaction holds a table "
+            "(MIGRATION_LOCK_TIMEOUT_S=%s). Nothing was changed; run it again.",
+            getattr(exc.orig, "sqlstate", None) or type(exc.orig).__name__,
+            settings.migration_wait_s,
+            settings.migration_lock_timeout_s,
+        )
+        return 3
     finally:
         engine.dispose()
-    logger.info("database schema is up to date")
+    if before == after:
+        logger.info("database schema already at head (%s): nothing to apply", after)
+    else:
+        logger.info("database schema migrated from %s to %s", before or "an empty database", after)
     return 0
 
 

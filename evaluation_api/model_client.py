@@ -6,10 +6,16 @@ circuit breaker.
   once). At low load a call carries one customer and leaves at once; under load fewer, larger calls
   replace many small ones, which is where the HTTP hop's cost goes.
 - Retries (stamina): on transport errors (connection errors, timeouts) and on 502, 503 and 504,
-  with exponential backoff and jitter, bounded in attempts and in total time.
+  with exponential backoff and jitter, bounded in attempts and in total time (`retry_budget_s`, the
+  evaluation's deadline). They never add load to an overloaded service: a 503's Retry-After is
+  honoured (no retry sooner; if it falls past the time left, the call fails at once and passes the
+  Retry-After on), and a retry budget (evaluation_api/overload.py) keeps retries to `retry_ratio`
+  of recent calls.
 - Circuit breaker (purgatory): after `breaker_threshold` consecutive failed calls it opens, and every
   call fails at once (ModelUnavailable, with the time left as Retry-After) until `breaker_ttl_s`
-  has passed; then one trial call goes through and, if it succeeds, the circuit closes again.
+  has passed; then exactly one trial call goes through, without retries (purgatory itself would let
+  every call through while half-open: the client gates it), and the others fail at once while it is
+  in flight. If the trial succeeds, the circuit closes again; if not, it opens for another TTL.
 """
 
 from __future__ import annotations
@@ -27,11 +33,12 @@ import orjson
 import stamina
 from httpx_aiohttp import AiohttpTransport
 from purgatory import AsyncCircuitBreakerFactory
-from purgatory.domain.model import OpenedState
+from purgatory.domain.model import HALF_OPENED, OPENED, Context, OpenedState
 
 from contract import FEATURE_NAMES, Figures
 from evaluation_api.errors import EvaluationError, ModelUnavailable
 from evaluation_api.observability import request_id_var
+from evaluation_api.overload import RetryBudget, parse_retry_after
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +54,12 @@ class ModelPrediction:
 
 
 class ModelServiceError(Exception):
-    """The model service answered with an error status (retryable when 503)."""
+    """The model service answered with an error status (retryable when 502, 503 or 504)."""
 
-    def __init__(self, status_code: int) -> None:
+    def __init__(self, status_code: int, *, retry_after_s: float | None = None) -> None:
         super().__init__(f"model service answered {status_code}")
         self.status_code = status_code
+        self.retry_after_s = retry_after_s  # its Retry-After header, when it sent one
 
 
 class ModelRejected(Exception):
@@ -79,6 +87,8 @@ class ModelClient:
         max_connections: int = 32,
         retry_attempts: int = 3,
         retry_budget_s: float = 2.0,
+        retry_ratio: float = 0.1,
+        retry_burst: int = 10,
         breaker_threshold: int = 3,
         breaker_ttl_s: float = 5.0,
         batch_max_size: int = 256,
@@ -96,6 +106,8 @@ class ModelClient:
         )
         self._retry_attempts = retry_attempts
         self._retry_budget_s = retry_budget_s
+        self._retries = RetryBudget(ratio=retry_ratio, burst=retry_burst)
+        self._trial_in_flight = False
         self._breaker_ttl_s = breaker_ttl_s
         self._breakers = AsyncCircuitBreakerFactory(
             default_threshold=breaker_threshold, default_ttl=breaker_ttl_s, exclude=[ModelRejected]
@@ -181,33 +193,70 @@ class ModelClient:
     async def _call(self, customers: Sequence[Figures], request_ids: Sequence[str]) -> list[ModelPrediction]:
         body = orjson.dumps({"customers": [{name: c[name] for name in FEATURE_NAMES} for c in customers]})
         headers = {"content-type": "application/json", "x-request-id": ",".join(request_ids)}
+        breaker = await self._breakers.get_breaker(CIRCUIT)
+        # No await between this check and entering the breaker: no other call can slip in between.
+        trial = self._is_trial(breaker.context)
+        if trial and self._trial_in_flight:
+            raise ModelUnavailable(retry_after_s=1.0)  # the trial call will tell; until then, fail fast
+        started = time.monotonic()
+        attempts = 1 if trial else self._retry_attempts
+        made = 0
+
+        def retry(exc: Exception) -> bool | float:
+            """stamina's hook: False to stop, True to back off as usual, or the seconds to wait."""
+            if not _retryable(exc) or made >= attempts:
+                return False
+            retry_after = exc.retry_after_s if isinstance(exc, ModelServiceError) else None
+            if retry_after is not None and time.monotonic() - started + retry_after > self._retry_budget_s:
+                return False  # it asks for more time than is left: fail now, passing its Retry-After on
+            if not self._retries.try_spend():
+                return False
+            return retry_after if retry_after is not None else True
+
+        self._retries.record_call()
+        self._trial_in_flight |= trial
         try:
-            breaker = await self._breakers.get_breaker(CIRCUIT)
             async with breaker:
                 async for attempt in stamina.retry_context(
-                    on=_retryable,
-                    attempts=self._retry_attempts,
+                    on=retry,
+                    attempts=attempts,
                     timeout=self._retry_budget_s,
                     wait_initial=0.05,
                     wait_max=0.5,
                     wait_jitter=0.05,
                 ):
                     with attempt:
+                        made += 1
                         response = await self._http.post("/predict", content=body, headers=headers)
                         if response.status_code >= 500:
-                            raise ModelServiceError(response.status_code)
+                            raise ModelServiceError(
+                                response.status_code,
+                                retry_after_s=parse_retry_after(response.headers.get("retry-after")),
+                            )
                         if response.status_code != 200:
                             raise ModelRejected(f"model service refused the request: {response.status_code}")
         except OpenedState as exc:
             raise ModelUnavailable(retry_after_s=self._retry_after(exc)) from exc
         except (httpx.TransportError, ModelServiceError) as exc:
             logger.warning("model service unavailable: %s", exc.__class__.__name__)
-            raise ModelUnavailable(retry_after_s=1.0) from exc
+            retry_after = exc.retry_after_s if isinstance(exc, ModelServiceError) else None
+            raise ModelUnavailable(retry_after_s=max(1.0, retry_after or 0.0)) from exc
+        finally:
+            if trial:
+                self._trial_in_flight = False
         version = response.headers.get("x-model-version", "unknown")
         items = orjson.loads(response.content)
         if not isinstance(items, list) or len(items) != len(customers):
             raise ModelRejected("model service answered a different number of predictions")
         return [ModelPrediction(int(i["cluster"]), str(i["segment"]), list(i["distances"]), version) for i in items]
+
+    def _is_trial(self, context: Context) -> bool:
+        """Whether a call made now would be the breaker's trial (purgatory moves to half-open on the
+        first call after the TTL, and keeps letting calls through until one of them ends)."""
+        if context.state == HALF_OPENED:
+            return True
+        opened_at = context.opened_at
+        return context.state == OPENED and opened_at is not None and time.time() > opened_at + context.ttl
 
     def _retry_after(self, exc: OpenedState) -> float:
         contexts = getattr(self._breakers.uow.contexts, "breakers", {})

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from evaluation_api.db import check_writable
-from evaluation_api.deps import EngineDep, ModelClientDep
+from evaluation_api.deps import EngineDep, ModelClientDep, RecordWriterDep
 
 router = APIRouter(tags=["health"])
 
@@ -20,8 +22,10 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(model: ModelClientDep, engine: EngineDep) -> JSONResponse:
-    """Ready to evaluate: the model service answers and the database takes a write. 503 otherwise."""
+async def readyz(model: ModelClientDep, engine: EngineDep, writer: RecordWriterDep) -> JSONResponse:
+    """Ready to evaluate: the model service answers, the database takes a write, and the record writer
+    is alive and not stalled (no record waiting for its commit for RECORD_COMMIT_TIMEOUT_S or more).
+    503 otherwise."""
     checks = {"model_service": "ok", "database": "ok", "circuit": model.circuit_state()}
     if not await model.is_ready():
         checks["model_service"] = "unavailable"
@@ -29,7 +33,11 @@ async def readyz(model: ModelClientDep, engine: EngineDep) -> JSONResponse:
         await run_in_threadpool(check_writable, engine)
     except SQLAlchemyError as exc:
         checks["database"] = f"unavailable ({type(exc).__name__})"
-    ready = checks["model_service"] == "ok" and checks["database"] == "ok"
+    writer.ensure_running()  # a writer thread that died is replaced here too, and counted
+    health = writer.health()
+    checks["record_writer"] = "ok" if health.alive and not health.stalled else "stalled" if health.alive else "dead"
+    ready = all(checks[name] == "ok" for name in ("model_service", "database", "record_writer"))
     return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503
+        {"status": "ready" if ready else "not_ready", "checks": checks, "record_writer": asdict(health)},
+        status_code=200 if ready else 503,
     )

@@ -211,7 +211,7 @@ def test_only_the_evaluation_api_may_reach_the_model_service(production: list[Ob
     model_pods = one(production, "Deployment", "model-service")["spec"]["template"]["metadata"]["labels"]
     api_pods = one(production, "Deployment", "evaluation-api")["spec"]["template"]["metadata"]["labels"]
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= model_pods.items()
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     (rule,) = policy["spec"]["ingress"]
     (source,) = rule["from"]
     assert set(source) == {"podSelector"}, "pods of this namespace only, no namespaceSelector or ipBlock"

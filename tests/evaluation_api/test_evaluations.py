@@ -234,9 +234,21 @@ def test_healthz(client: TestClient) -> None:
 def test_readyz_is_200_when_the_model_answers_and_the_database_takes_a_write(client: TestClient, db_path: Path) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {
-        "status": "ready",
-        "checks": {"model_service": "ok", "database": "ok", "circuit": "closed"},
+    assert response.json()["status"] == "ready"
+    assert response.json()["checks"] == {
+        "model_service": "ok",
+        "database": "ok",
+        "circuit": "closed",
+        "record_writer": "ok",
+    }
+    assert response.json()["record_writer"] | {"last_commit_s": None} == {
+        "alive": True,
+        "restarts": 0,
+        "queue_depth": 0,
+        "oldest_waiting_s": None,
+        "committing_for_s": None,
+        "last_commit_s": None,
+        "stalled": False,
     }
     assert stored_rows(db_path) == []  # the write probe is rolled back
 

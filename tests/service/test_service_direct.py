@@ -142,7 +142,7 @@ def test_a_pickle_replaced_in_the_store_is_refused_before_it_is_unpickled(tmp_pa
     result = store.run([sys.executable, "-c", "import service; service.CreditCardSegmentation()"], check=False)
 
     assert result.returncode != 0
-    assert "does not match its model card's sha256" in result.stderr
+    assert "does not match the sha256 in the model card" in result.stderr
     assert not marker.exists()
 
 

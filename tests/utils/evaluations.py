@@ -72,13 +72,16 @@ def body(**overrides: Any) -> dict[str, Any]:
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     """Settings for an app on a fresh SQLite file in tmp_path, serving the real frontend/, with a short
     breaker TTL (1 s): a test can wait for the circuit to close, and the few calls it makes while the
-    circuit is open surely fit in it, even on a busy machine."""
+    circuit is open surely fit in it, even on a busy machine; and a generous deadline for the record."""
     values: dict[str, Any] = {
         "model_service_url": "http://model-service.test:3000",
         "database_url": f"sqlite:///{tmp_path / 'evaluations.db'}",
         "frontend_dir": ROOT / "frontend",
         "breaker_ttl_s": 1.0,
         "auth_signing_key_file": tmp_path / "signing.key",
+        # This machine is shared and noisy: a test about something else must never meet the record's
+        # deadline (the tests of that deadline set their own, with a database that really stalls).
+        "record_commit_timeout_s": 10.0,
     }
     values.update(overrides)
     return Settings(**values)
