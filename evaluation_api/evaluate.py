@@ -15,6 +15,7 @@ from contract import MODEL_NAME, SEGMENTS_BY_KEY
 from evaluation_api.db import RecordWriter
 from evaluation_api.errors import DatabaseUnavailable, EvaluationError, ModelUnavailable
 from evaluation_api.model_client import ModelClient
+from evaluation_api.monitoring import DriftMonitor
 from evaluation_api.observability import Metrics
 from evaluation_api.policy import Policy, decide
 from evaluation_api.schemas import EvaluationCreate, EvaluationPublic, LegacyEvaluationCreate, ModelRef, SegmentPublic
@@ -29,6 +30,7 @@ class Evaluator:
     writer: RecordWriter
     metrics: Metrics
     deadline_s: float
+    monitor: DriftMonitor | None = None
 
     async def evaluate(
         self,
@@ -96,6 +98,8 @@ class Evaluator:
             self.metrics.failures.labels("database_unavailable").inc()
             raise DatabaseUnavailable() from None
         self.metrics.decisions.labels(outcome.decision, segment.key).inc()
+        if self.monitor is not None:
+            self.monitor.observe(figures, segment.key, outcome.decision, prediction.model_version)
         return EvaluationPublic(
             id=evaluation_id,
             decision=outcome.decision,

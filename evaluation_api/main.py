@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator import metrics as http_metrics
 
+from contract import DECISIONS, FEATURE_NAMES, SEGMENT_KEYS
 from evaluation_api.access import Identity, authorize, install_error_handler
 from evaluation_api.config import Settings, get_settings
 from evaluation_api.db import RecordWriter, make_engine
@@ -25,6 +26,7 @@ from evaluation_api.errors import install_error_handlers
 from evaluation_api.evaluate import Evaluator
 from evaluation_api.migrate import upgrade
 from evaluation_api.model_client import ModelClient
+from evaluation_api.monitoring import DriftMonitor
 from evaluation_api.observability import Metrics, RequestIdMiddleware, configure_logging
 from evaluation_api.policy import load_policy
 from evaluation_api.routes import accounts, audit, auth, evaluations, figures, health, legacy
@@ -39,6 +41,14 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
     configure_logging(settings.log_level)  # here, not in the lifespan: before uvicorn's first line
     registry = CollectorRegistry()
     metrics = Metrics(registry)
+    monitor = DriftMonitor(
+        feature_names=FEATURE_NAMES,
+        segment_keys=SEGMENT_KEYS,
+        decisions=DECISIONS,
+        size=settings.drift_window_size,
+        min_evaluations=settings.drift_min_evaluations,
+    )
+    registry.register(monitor)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,8 +75,14 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
         app.state.engine = engine
         app.state.model_client = model
         app.state.evaluator = Evaluator(
-            model=model, policy=policy, writer=writer, metrics=metrics, deadline_s=settings.evaluation_deadline_s
+            model=model,
+            policy=policy,
+            writer=writer,
+            metrics=metrics,
+            deadline_s=settings.evaluation_deadline_s,
+            monitor=monitor,
         )
+        monitor.start(model.metadata)
         # What is loaded by now lives as long as the process: keep it out of the collector's scans,
         # whose full passes otherwise show as latency spikes under load.
         gc.freeze()
@@ -74,6 +90,7 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
         try:
             yield
         finally:
+            await monitor.stop()
             await model.aclose()
             await asyncio.to_thread(writer.close)
             engine.dispose()
@@ -107,7 +124,11 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
     # Two request metrics, not the default five (sizes, two latency histograms): each costs on every
     # request, and these two answer the questions we ask (rate and errors by route, latency).
     instrumentator = Instrumentator(registry=registry, excluded_handlers=["/metrics", "/healthz", "/readyz"])
-    instrumentator.add(http_metrics.requests(registry=registry), http_metrics.latency(registry=registry))
+    # A bucket at the evaluation deadline: the p99-above-deadline alert (deploy/monitoring/) reads it exactly.
+    buckets = sorted({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, settings.evaluation_deadline_s})
+    instrumentator.add(
+        http_metrics.requests(registry=registry), http_metrics.latency(registry=registry, buckets=buckets)
+    )
     instrumentator.instrument(app).expose(app, endpoint="/metrics", include_in_schema=False)
     if settings.frontend_dir.is_dir():
         # Last: the form at /, after every API route.
