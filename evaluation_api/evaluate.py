@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from opentelemetry import trace
 from sqlalchemy.exc import SQLAlchemyError
 
 from contract import MODEL_NAME, SEGMENTS_BY_KEY
@@ -19,6 +20,7 @@ from evaluation_api.monitoring import DriftMonitor
 from evaluation_api.observability import Metrics
 from evaluation_api.policy import Policy, decide
 from evaluation_api.schemas import EvaluationCreate, EvaluationPublic, LegacyEvaluationCreate, ModelRef, SegmentPublic
+from evaluation_api.tracing import span
 
 
 @dataclass
@@ -31,6 +33,7 @@ class Evaluator:
     metrics: Metrics
     deadline_s: float
     monitor: DriftMonitor | None = None
+    tracer: trace.Tracer | None = None  # None: tracing off
 
     async def evaluate(
         self,
@@ -46,7 +49,8 @@ class Evaluator:
             # The deadline covers the model call and its retries, not the record: once the model
             # answered, the decision is recorded even if that takes longer (never half-done).
             async with asyncio.timeout(self.deadline_s):
-                prediction = await self.model.predict(figures, request_id=request_id)
+                with span(self.tracer, "model.predict"):
+                    prediction = await self.model.predict(figures, request_id=request_id)
         except TimeoutError:
             self.metrics.failures.labels("model_timeout").inc()
             raise ModelUnavailable(
@@ -93,7 +97,8 @@ class Evaluator:
             "created_by": created_by,
         }
         try:
-            await self.writer.write(row)
+            with span(self.tracer, "record.commit"):
+                await self.writer.write(row)
         except SQLAlchemyError:
             self.metrics.failures.labels("database_unavailable").inc()
             raise DatabaseUnavailable() from None

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator import metrics as http_metrics
@@ -30,14 +31,27 @@ from evaluation_api.monitoring import DriftMonitor
 from evaluation_api.observability import Metrics, RequestIdMiddleware, configure_logging
 from evaluation_api.policy import load_policy
 from evaluation_api.routes import accounts, audit, auth, evaluations, figures, health, legacy
+from evaluation_api.tracing import otlp_tracer_provider, tracer_of
 
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, *, model_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    model_transport: httpx.AsyncBaseTransport | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> FastAPI:
     """Build the app. Nothing is opened here: connections, the database and the policy file are
-    opened in the lifespan, when the server starts."""
+    opened in the lifespan, when the server starts. Traces go to `tracer_provider` if given (tests),
+    else over OTLP when OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, else nowhere."""
     settings = settings or get_settings()
+    own_provider = tracer_provider is None and settings.otel_exporter_otlp_traces_endpoint is not None
+    if own_provider:
+        tracer_provider = otlp_tracer_provider(
+            str(settings.otel_exporter_otlp_traces_endpoint), service_name=settings.otel_service_name
+        )
+    tracer = tracer_of(tracer_provider)
     configure_logging(settings.log_level)  # here, not in the lifespan: before uvicorn's first line
     registry = CollectorRegistry()
     metrics = Metrics(registry)
@@ -70,6 +84,7 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
             batch_max_size=settings.model_batch_max_size,
             batch_max_in_flight=settings.model_batch_max_in_flight,
             transport=model_transport,
+            tracer=tracer,
         )
         # One attribute per resource; routes get them through evaluation_api.deps.
         app.state.engine = engine
@@ -81,6 +96,7 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
             metrics=metrics,
             deadline_s=settings.evaluation_deadline_s,
             monitor=monitor,
+            tracer=tracer,
         )
         monitor.start(model.metadata)
         # What is loaded by now lives as long as the process: keep it out of the collector's scans,
@@ -94,6 +110,8 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
             await model.aclose()
             await asyncio.to_thread(writer.close)
             engine.dispose()
+            if own_provider and tracer_provider is not None:
+                await asyncio.to_thread(tracer_provider.shutdown)  # sends the spans still buffered
 
     app = FastAPI(
         title="Credit-card evaluation API",
@@ -102,9 +120,14 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
             "Segments a customer with the model service, applies the eligibility policy and records the decision."
         ),
         lifespan=lifespan,
-        # Metrics are Prometheus (/metrics); FastAPI's own OpenTelemetry hooks would otherwise look up
-        # the OTel providers on every request (opentelemetry-api is installed, as a BentoML dependency).
-        telemetry={"tracing": False, "metrics": False, "logs": False},
+        # Metrics are Prometheus (/metrics). FastAPI's native OpenTelemetry opens a server span per request
+        # (continuing the caller's traceparent) only when tracing is on; off, it would still look up the
+        # OTel providers on every request (opentelemetry-api is installed, as a BentoML dependency).
+        telemetry=(
+            {"tracer_provider": tracer_provider, "tracing": True, "metrics": False, "logs": False}
+            if tracer_provider is not None
+            else {"tracing": False, "metrics": False, "logs": False}
+        ),
         # Every route passes the access rules of evaluation_api/access.py first.
         dependencies=[Depends(authorize)],
         docs_url="/docs" if settings.docs_enabled else None,
