@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from evaluation_api.main import create_app
+from tests.utils import servers
 from tests.utils.evaluations import ModelServiceStub, TestClient, body, make_settings, until
 from tests.utils.otlp import otlp_receiver
 
@@ -163,3 +164,57 @@ def test_spans_are_exported_over_otlp_when_an_endpoint_is_set(
     spans = [s for s in receiver.spans if s.trace_id == TRACE_ID]
     assert {s.name for s in spans} >= {"POST /api/v1/evaluations", "model.predict", "POST /predict", "record.commit"}
     assert {s.service for s in spans} == {"evaluation-api-test"}
+
+
+def bentoml_tracing(endpoint: str) -> str:
+    """BENTOML_CONFIG_OPTIONS that export the model service's spans over OTLP/HTTP (docs/DEPLOY.md)."""
+    return " ".join(
+        [
+            "services.tracing.exporter_type=otlp",
+            "services.tracing.sample_rate=1.0",
+            "services.tracing.excluded_urls=readyz,livez,healthz,metrics",
+            "services.tracing.otlp.protocol=http",
+            f"services.tracing.otlp.endpoint={endpoint}",
+        ]
+    )
+
+
+@pytest.mark.slow
+def test_one_trace_across_the_real_api_and_model_service(tmp_path: Path, artifacts_dir: Path) -> None:
+    """Both processes export to one OTLP receiver: the model service's server span is the child of the
+    API's client span, in the caller's trace."""
+    with otlp_receiver() as receiver:
+        export_fast = {"OTEL_BSP_SCHEDULE_DELAY": "200"}  # batches leave within 0.2 s, not 5 s
+        model = servers.model_service(
+            log_dir=artifacts_dir,
+            BENTOML_CONFIG_OPTIONS=bentoml_tracing(receiver.url),
+            OTEL_SERVICE_NAME="model-service",
+            **export_fast,
+        )
+        api = servers.evaluation_api(
+            model_url=model.url,
+            database_url=f"sqlite:///{tmp_path / 'evaluations.db'}",
+            log_dir=artifacts_dir,
+            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=receiver.url,
+            **export_fast,
+        )
+
+        def both() -> bool:
+            services = {(s.service, s.name) for s in receiver.spans if s.trace_id == TRACE_ID}
+            return {("evaluation-api", "POST /predict"), ("model-service", "POST /predict")} <= services
+
+        model.start(timeout=180)
+        try:
+            with api:
+                response = httpx.post(
+                    f"{api.url}/api/v1/evaluations", json=body(), headers={"traceparent": TRACEPARENT}, timeout=10
+                )
+                assert response.status_code == 201, response.text
+                until(both, timeout_s=30, what=f"spans of both services (got {receiver.spans})")
+        finally:
+            model.stop()
+    spans = [s for s in receiver.spans if s.trace_id == TRACE_ID]
+    client = next(s for s in spans if s.service == "evaluation-api" and s.name == "POST /predict")
+    server = next(s for s in spans if s.service == "model-service" and s.name == "POST /predict")
+    assert server.parent_span_id == client.span_id
+    assert not any(s.name.startswith("GET /readyz") for s in receiver.spans)
