@@ -1,6 +1,7 @@
 """Input drift: the Population Stability Index (PSI) of a feature against its training population.
 
-numpy and the standard library only, so that portfolio runs can import it without the API's app.
+The standard library only (the API's image has no numpy), so that portfolio runs can import it
+without the API's app.
 
 The reference is the model card's `drift_reference` (models/train.py): for each feature, bin edges
 (the training deciles) and the share of the training population in each bin. Bin i holds the values
@@ -17,41 +18,45 @@ action (retraining, or a look at what changed upstream).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
-import numpy.typing as npt
 
 EPSILON = 1e-4
 PSI_MODERATE = 0.1
 PSI_MAJOR = 0.25
 
 
-def bin_shares(reference_edges: Sequence[float], values: npt.ArrayLike) -> npt.NDArray[np.float64]:
+def bin_shares(reference_edges: Sequence[float], values: Iterable[float]) -> list[float]:
     """The share of `values` in each of the len(edges) + 1 bins (all zero when there are no values)."""
-    edges = np.asarray(reference_edges, dtype=np.float64)
-    observed = np.asarray(values, dtype=np.float64).ravel()
-    counts = np.bincount(np.searchsorted(edges, observed, side="left"), minlength=len(edges) + 1)
-    if observed.size == 0:
-        return counts.astype(np.float64)
-    return counts / observed.size
+    edges = [float(e) for e in reference_edges]
+    counts = [0] * (len(edges) + 1)
+    n = 0
+    for value in values:
+        counts[bisect_left(edges, value)] += 1
+        n += 1
+    return [c / n for c in counts] if n else [0.0] * len(counts)
 
 
-def psi(reference_edges: Sequence[float], reference_shares: Sequence[float], values: npt.ArrayLike) -> float:
+def psi(reference_edges: Sequence[float], reference_shares: Sequence[float], values: Iterable[float]) -> float:
     """The PSI of `values` against a reference (its bin edges and the share of each bin).
 
     Raises ValueError if the shares do not match the edges or there are no values.
     """
-    expected = np.asarray(reference_shares, dtype=np.float64)
-    if expected.shape != (len(reference_edges) + 1,):
-        raise ValueError(f"{len(reference_edges)} edges need {len(reference_edges) + 1} shares, got {expected.size}")
-    if np.asarray(values).size == 0:
+    if len(reference_shares) != len(reference_edges) + 1:
+        raise ValueError(
+            f"{len(reference_edges)} edges need {len(reference_edges) + 1} shares, got {len(reference_shares)}"
+        )
+    observed = list(values)
+    if not observed:
         raise ValueError("PSI needs at least one value")
-    actual = np.maximum(bin_shares(reference_edges, values), EPSILON)
-    expected = np.maximum(expected, EPSILON)
-    return float(np.sum((actual - expected) * np.log(actual / expected)))
+    total = 0.0
+    for a, r in zip(bin_shares(reference_edges, observed), reference_shares, strict=True):
+        a, r = max(a, EPSILON), max(float(r), EPSILON)
+        total += (a - r) * math.log(a / r)
+    return total
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ class FeatureReference:
     edges: tuple[float, ...]
     shares: tuple[float, ...]
 
-    def psi(self, values: npt.ArrayLike) -> float:
+    def psi(self, values: Iterable[float]) -> float:
         return psi(self.edges, self.shares, values)
 
 

@@ -19,7 +19,6 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -51,9 +50,9 @@ class DriftMonitor(Collector):
         self._decision_index = {d: i for i, d in enumerate(self.decisions)}
         self._size = size
         self._min_evaluations = min_evaluations
-        self._figures = np.zeros((size, len(self.feature_names)), dtype=np.float64)
-        self._segments = np.zeros(size, dtype=np.int16)
-        self._outcomes = np.zeros(size, dtype=np.int16)
+        self._figures: list[tuple[float, ...]] = [()] * size
+        self._segments = [0] * size
+        self._outcomes = [0] * size
         self._next = 0
         self._count = 0
         self._lock = threading.Lock()
@@ -72,7 +71,7 @@ class DriftMonitor(Collector):
             return
         with self._lock:
             i = self._next
-            self._figures[i] = [figures[name] for name in self.feature_names]
+            self._figures[i] = tuple(figures[name] for name in self.feature_names)
             self._segments[i] = segment
             self._outcomes[i] = outcome
             self._next = (i + 1) % self._size
@@ -119,10 +118,10 @@ class DriftMonitor(Collector):
 
     # --- scrape time --------------------------------------------------------------------------
 
-    def _snapshot(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    def _snapshot(self) -> tuple[list[tuple[float, ...]], list[int], list[int]]:
         with self._lock:
             n = self._count
-            return self._figures[:n].copy(), self._segments[:n].copy(), self._outcomes[:n].copy()
+            return self._figures[:n], self._segments[:n], self._outcomes[:n]
 
     def describe(self) -> Iterable[Metric]:
         return []
@@ -151,14 +150,14 @@ class DriftMonitor(Collector):
         segment_share = GaugeMetricFamily(
             "evaluation_segment_share", "Share of each segment in the monitoring window", labels=["segment"]
         )
-        for i, share in enumerate(np.bincount(segments, minlength=len(self.segment_keys)) / n):
-            segment_share.add_metric([self.segment_keys[i]], float(share))
+        for i, key in enumerate(self.segment_keys):
+            segment_share.add_metric([key], segments.count(i) / n)
         yield segment_share
         decision_share = GaugeMetricFamily(
             "evaluation_decision_share", "Share of each decision in the monitoring window", labels=["decision"]
         )
-        for i, share in enumerate(np.bincount(outcomes, minlength=len(self.decisions)) / n):
-            decision_share.add_metric([self.decisions[i]], float(share))
+        for i, decision in enumerate(self.decisions):
+            decision_share.add_metric([decision], outcomes.count(i) / n)
         yield decision_share
         if reference is not None and n >= self._min_evaluations:
             psi = GaugeMetricFamily(
@@ -167,5 +166,5 @@ class DriftMonitor(Collector):
                 labels=["feature"],
             )
             for j, name in enumerate(self.feature_names):
-                psi.add_metric([name], reference.features[name].psi(figures[:, j]))
+                psi.add_metric([name], reference.features[name].psi(row[j] for row in figures))
             yield psi

@@ -37,7 +37,7 @@ def test_psi_by_the_formula() -> None:
 
 
 def test_a_value_on_an_edge_falls_in_the_lower_bin() -> None:
-    assert bin_shares([0.0, 10.0], [0, 0, 10, 10.01]).tolist() == [0.5, 0.25, 0.25]
+    assert bin_shares([0.0, 10.0], [0, 0, 10, 10.01]) == [0.5, 0.25, 0.25]
 
 
 def test_an_empty_bin_counts_as_epsilon_not_infinity() -> None:
