@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from contract import FEATURE_NAMES
 from evaluation_api.main import create_app
+from evaluation_api.roles import Role
 from tests.deploy.files import DEPLOY
 from tests.deploy.promql import metric_names
 from tests.utils import servers
@@ -30,6 +31,7 @@ from tests.utils.evaluations import (
     remove_app_log_handlers,
     until,
 )
+from tests.utils.identity import sign_in_as
 
 MONITORING = DEPLOY / "monitoring"
 RULES = MONITORING / "rules.yml"
@@ -173,6 +175,7 @@ def test_every_api_metric_the_queries_read_is_on_the_apis_metrics(tmp_path: Path
     stub = ModelServiceStub()
     app = create_app(make_settings(tmp_path, drift_min_evaluations=1), model_transport=stub.transport())
     with TestClient(app, raise_server_exceptions=False) as client:
+        sign_in_as(client, Role.ANALYST, username="analyst")
         until(lambda: "evaluation_segment_training_share{" in client.get("/metrics").text, what="drift reference")
         for customer in SEGMENT_CUSTOMERS.values():
             assert client.post("/api/v1/evaluations", json=body(**customer)).status_code == 201

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from evaluation_api.main import create_app
+from evaluation_api.roles import Role
 from tests.utils import servers
 from tests.utils.evaluations import ModelServiceStub, TestClient, body, make_settings, until
+from tests.utils.identity import sign_in_as
 from tests.utils.otlp import otlp_receiver
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -38,11 +41,14 @@ def traced_app(tmp_path: Path, stub: ModelServiceStub, exporter: InMemorySpanExp
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
 
-    def start(**overrides: Any) -> TestClient:
+    @contextmanager
+    def start(**overrides: Any) -> Iterator[TestClient]:
         app = create_app(
             make_settings(tmp_path, **overrides), model_transport=stub.transport(), tracer_provider=provider
         )
-        return TestClient(app, raise_server_exceptions=False)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            sign_in_as(client, Role.ANALYST, username="analyst")
+            yield client
 
     yield start
     provider.shutdown()
