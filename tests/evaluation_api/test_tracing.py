@@ -110,7 +110,9 @@ def test_coalesced_evaluations_share_one_model_call_linked_to_each(
 
         async def burst() -> list[int]:
             transport = httpx.ASGITransport(app=client.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://testserver", headers=client.headers, cookies=client.cookies
+            ) as c:
                 responses = await asyncio.gather(*(c.post("/api/v1/evaluations", json=body()) for _ in range(4)))
             return [r.status_code for r in responses]
 
