@@ -31,7 +31,7 @@ from tests.utils.evaluations import (
     remove_app_log_handlers,
     until,
 )
-from tests.utils.identity import sign_in_as
+from tests.utils.identity import bearer, cli_create_key, sign_in_as
 
 MONITORING = DEPLOY / "monitoring"
 RULES = MONITORING / "rules.yml"
@@ -216,7 +216,8 @@ def test_every_metric_the_queries_read_is_exported_by_the_real_services(
 ) -> None:
     api = api_on_the_real_model_service.url
     until(lambda: "evaluation_segment_training_share{" in httpx.get(f"{api}/metrics").text, what="drift reference")
-    response = httpx.post(f"{api}/api/v1/evaluations", json=body(), timeout=10)
+    key = cli_create_key(api_on_the_real_model_service.env["DATABASE_URL"])
+    response = httpx.post(f"{api}/api/v1/evaluations", json=body(), headers=bearer(key), timeout=10)
     assert response.status_code == 201, response.text
     names = exported(httpx.get(f"{api}/metrics").text) | exported(httpx.get(f"{model_service_server.url}/metrics").text)
     missing = read_metrics() - names

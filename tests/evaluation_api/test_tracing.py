@@ -20,7 +20,7 @@ from evaluation_api.main import create_app
 from evaluation_api.roles import Role
 from tests.utils import servers
 from tests.utils.evaluations import ModelServiceStub, TestClient, body, make_settings, until
-from tests.utils.identity import sign_in_as
+from tests.utils.identity import bearer, cli_create_key, sign_in_as
 from tests.utils.otlp import otlp_receiver
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -214,8 +214,12 @@ def test_one_trace_across_the_real_api_and_model_service(tmp_path: Path, artifac
         model.start(timeout=180)
         try:
             with api:
+                key = cli_create_key(f"sqlite:///{tmp_path / 'evaluations.db'}")
                 response = httpx.post(
-                    f"{api.url}/api/v1/evaluations", json=body(), headers={"traceparent": TRACEPARENT}, timeout=10
+                    f"{api.url}/api/v1/evaluations",
+                    json=body(),
+                    headers={"traceparent": TRACEPARENT, **bearer(key)},
+                    timeout=10,
                 )
                 assert response.status_code == 201, response.text
                 until(both, timeout_s=30, what=f"spans of both services (got {receiver.spans})")
