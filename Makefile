@@ -47,10 +47,11 @@ $(VENV)/.installed: requirements/*.txt
 
 setup: $(VENV)/.installed ## Build .venv with the pinned dependencies
 
-system-deps: ## Debian packages the tests and benchmarks need: chromium (browser test), nginx (gateway), wrk (load)
-	@if ! command -v chromium >/dev/null || ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then \
+system-deps: ## Debian packages the tests and benchmarks need: chromium (browser test), nginx (gateway), wrk (load), promtool (alert rules)
+	@if ! command -v chromium >/dev/null || ! command -v nginx >/dev/null || ! command -v wrk >/dev/null \
+		|| ! command -v promtool >/dev/null; then \
 		export DEBIAN_FRONTEND=noninteractive; \
-		apt-get update -q && apt-get install -y -q --no-install-recommends chromium nginx-light wrk; \
+		apt-get update -q && apt-get install -y -q --no-install-recommends chromium nginx-light wrk prometheus; \
 	fi
 
 model: setup ## Train the model from DATA (default ../shared/data/cc_general.csv)

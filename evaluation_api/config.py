@@ -42,6 +42,14 @@ class Settings(BaseSettings):
     breaker_threshold: int = Field(3, ge=1)
     breaker_ttl_s: float = Field(5.0, gt=0, le=300)
     database_pool_size: int = Field(5, ge=1)
+    # Monitoring (/metrics): input drift (PSI), segment and decision mix over the newest evaluations.
+    drift_window_size: int = Field(5000, ge=100, le=1_000_000)
+    # PSI over fewer evaluations than this is mostly noise: not exported until the window has them.
+    drift_min_evaluations: int = Field(500, ge=1)
+    # Traces (evaluation_api/tracing.py): exported over OTLP/HTTP when set, e.g.
+    # http://otel-collector:4318/v1/traces; no tracing at all when not. The OpenTelemetry names.
+    otel_exporter_otlp_traces_endpoint: HttpUrl | None = None
+    otel_service_name: str = "evaluation-api"
 
     # Identity (docs/ARCHITECTURE.md, "Identity"). The signing key of the API's own tokens: from the
     # environment (a Secret in Kubernetes), else a file generated on first start (0600) for `make run`.

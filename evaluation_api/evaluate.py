@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from opentelemetry import trace
+
 from contract import MODEL_NAME, SEGMENTS_BY_KEY
 from evaluation_api.db import RecordNotWritten, RecordOutcomeUnknown, RecordQueueFull, RecordWriter
 from evaluation_api.errors import (
@@ -19,9 +21,11 @@ from evaluation_api.errors import (
     RecordUnconfirmed,
 )
 from evaluation_api.model_client import ModelClient
+from evaluation_api.monitoring import DriftMonitor
 from evaluation_api.observability import Metrics
 from evaluation_api.policy import Policy, decide
 from evaluation_api.schemas import EvaluationCreate, EvaluationPublic, LegacyEvaluationCreate, ModelRef, SegmentPublic
+from evaluation_api.tracing import span
 
 
 @dataclass
@@ -33,6 +37,8 @@ class Evaluator:
     writer: RecordWriter
     metrics: Metrics
     deadline_s: float
+    monitor: DriftMonitor | None = None
+    tracer: trace.Tracer | None = None  # None: tracing off
 
     async def evaluate(
         self,
@@ -49,7 +55,8 @@ class Evaluator:
             # record has its own (RecordWriter, RECORD_COMMIT_TIMEOUT_S), so an evaluation answers
             # within the sum of the two.
             async with asyncio.timeout(self.deadline_s):
-                prediction = await self.model.predict(figures, request_id=request_id)
+                with span(self.tracer, "model.predict"):
+                    prediction = await self.model.predict(figures, request_id=request_id)
         except TimeoutError:
             self.metrics.failures.labels("model_timeout").inc()
             raise ModelUnavailable(
@@ -96,7 +103,8 @@ class Evaluator:
             "created_by": created_by,
         }
         try:
-            await self.writer.write(row)
+            with span(self.tracer, "record.commit"):
+                await self.writer.write(row)
         except RecordQueueFull:
             self.metrics.failures.labels("database_busy").inc()
             raise DatabaseBusy(retry_after_s=1) from None
@@ -107,6 +115,8 @@ class Evaluator:
             self.metrics.failures.labels("record_unconfirmed").inc()
             raise RecordUnconfirmed(evaluation_id) from None
         self.metrics.decisions.labels(outcome.decision, segment.key).inc()
+        if self.monitor is not None:
+            self.monitor.observe(figures, segment.key, outcome.decision, prediction.model_version)
         return EvaluationPublic(
             id=evaluation_id,
             decision=outcome.decision,

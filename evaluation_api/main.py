@@ -14,10 +14,12 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator import metrics as http_metrics
 
+from contract import DECISIONS, FEATURE_NAMES, SEGMENT_KEYS
 from evaluation_api.access import Identity, authorize, install_error_handler
 from evaluation_api.body_limit import BodySizeLimit
 from evaluation_api.config import Settings, get_settings
@@ -26,20 +28,42 @@ from evaluation_api.errors import install_error_handlers
 from evaluation_api.evaluate import Evaluator
 from evaluation_api.migrate import upgrade
 from evaluation_api.model_client import ModelClient
+from evaluation_api.monitoring import DriftMonitor
 from evaluation_api.observability import Metrics, RequestIdMiddleware, configure_logging
 from evaluation_api.policy import load_policy
 from evaluation_api.routes import accounts, audit, auth, evaluations, figures, health, legacy
+from evaluation_api.tracing import otlp_tracer_provider, tracer_of
 
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, *, model_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    model_transport: httpx.AsyncBaseTransport | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> FastAPI:
     """Build the app. Nothing is opened here: connections, the database and the policy file are
-    opened in the lifespan, when the server starts."""
+    opened in the lifespan, when the server starts. Traces go to `tracer_provider` if given (tests),
+    else over OTLP when OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, else nowhere."""
     settings = settings or get_settings()
+    own_provider = tracer_provider is None and settings.otel_exporter_otlp_traces_endpoint is not None
+    if own_provider:
+        tracer_provider = otlp_tracer_provider(
+            str(settings.otel_exporter_otlp_traces_endpoint), service_name=settings.otel_service_name
+        )
+    tracer = tracer_of(tracer_provider)
     configure_logging(settings.log_level)  # here, not in the lifespan: before uvicorn's first line
     registry = CollectorRegistry()
     metrics = Metrics(registry)
+    monitor = DriftMonitor(
+        feature_names=FEATURE_NAMES,
+        segment_keys=SEGMENT_KEYS,
+        decisions=DECISIONS,
+        size=settings.drift_window_size,
+        min_evaluations=settings.drift_min_evaluations,
+    )
+    registry.register(monitor)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -76,14 +100,22 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
             batch_max_size=settings.model_batch_max_size,
             batch_max_in_flight=settings.model_batch_max_in_flight,
             transport=model_transport,
+            tracer=tracer,
         )
         # One attribute per resource; routes get them through evaluation_api.deps.
         app.state.engine = engine
         app.state.model_client = model
         app.state.record_writer = writer
         app.state.evaluator = Evaluator(
-            model=model, policy=policy, writer=writer, metrics=metrics, deadline_s=settings.evaluation_deadline_s
+            model=model,
+            policy=policy,
+            writer=writer,
+            metrics=metrics,
+            deadline_s=settings.evaluation_deadline_s,
+            monitor=monitor,
+            tracer=tracer,
         )
+        monitor.start(model.metadata)
         # What is loaded by now lives as long as the process: keep it out of the collector's scans,
         # whose full passes otherwise show as latency spikes under load.
         gc.freeze()
@@ -91,9 +123,12 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
         try:
             yield
         finally:
+            await monitor.stop()
             await model.aclose()
             await asyncio.to_thread(writer.close)
             engine.dispose()
+            if own_provider and tracer_provider is not None:
+                await asyncio.to_thread(tracer_provider.shutdown)  # sends the spans still buffered
 
     app = FastAPI(
         title="Credit-card evaluation API",
@@ -102,9 +137,14 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
             "Segments a customer with the model service, applies the eligibility policy and records the decision."
         ),
         lifespan=lifespan,
-        # Metrics are Prometheus (/metrics); FastAPI's own OpenTelemetry hooks would otherwise look up
-        # the OTel providers on every request (opentelemetry-api is installed, as a BentoML dependency).
-        telemetry={"tracing": False, "metrics": False, "logs": False},
+        # Metrics are Prometheus (/metrics). FastAPI's native OpenTelemetry opens a server span per request
+        # (continuing the caller's traceparent) only when tracing is on; off, it would still look up the
+        # OTel providers on every request (opentelemetry-api is installed, as a BentoML dependency).
+        telemetry=(
+            {"tracer_provider": tracer_provider, "tracing": True, "metrics": False, "logs": False}
+            if tracer_provider is not None
+            else {"tracing": False, "metrics": False, "logs": False}
+        ),
         # Every route passes the access rules of evaluation_api/access.py first.
         dependencies=[Depends(authorize)],
         docs_url="/docs" if settings.docs_enabled else None,
@@ -125,7 +165,11 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
     # Two request metrics, not the default five (sizes, two latency histograms): each costs on every
     # request, and these two answer the questions we ask (rate and errors by route, latency).
     instrumentator = Instrumentator(registry=registry, excluded_handlers=["/metrics", "/healthz", "/readyz"])
-    instrumentator.add(http_metrics.requests(registry=registry), http_metrics.latency(registry=registry))
+    # A bucket at the evaluation deadline: the p99-above-deadline alert (deploy/monitoring/) reads it exactly.
+    buckets = sorted({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, settings.evaluation_deadline_s})
+    instrumentator.add(
+        http_metrics.requests(registry=registry), http_metrics.latency(registry=registry, buckets=buckets)
+    )
     instrumentator.instrument(app).expose(app, endpoint="/metrics", include_in_schema=False)
     if settings.frontend_dir.is_dir():
         # Last: the form at /, after every API route.

@@ -26,12 +26,14 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import orjson
 import stamina
 from httpx_aiohttp import AiohttpTransport
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import HALF_OPENED, OPENED, Context, OpenedState
 
@@ -39,6 +41,7 @@ from contract import FEATURE_NAMES, Figures
 from evaluation_api.errors import EvaluationError, ModelUnavailable
 from evaluation_api.observability import request_id_var
 from evaluation_api.overload import RetryBudget, parse_retry_after
+from evaluation_api.tracing import inject_traceparent, span
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +54,15 @@ class ModelPrediction:
     segment: str
     distances: list[float]
     model_version: str
+
+
+class _Waiter(NamedTuple):
+    figures: Figures
+    request_id: str
+    future: asyncio.Future[ModelPrediction]
+    # Its trace context (None when tracing is off): a call's span is the child of its first waiter's
+    # and links the others'.
+    trace_parent: otel_context.Context | None
 
 
 class ModelServiceError(Exception):
@@ -94,6 +106,7 @@ class ModelClient:
         batch_max_size: int = 256,
         batch_max_in_flight: int = 4,
         transport: httpx.AsyncBaseTransport | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         # aiohttp under httpx's API: httpx's own pool is much slower with many concurrent requests
@@ -114,7 +127,8 @@ class ModelClient:
         )
         self._batch_max_size = batch_max_size
         self._batch_max_in_flight = batch_max_in_flight
-        self._pending: list[tuple[Figures, str, asyncio.Future[ModelPrediction]]] = []
+        self._tracer = tracer  # None: tracing off
+        self._pending: list[_Waiter] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -126,7 +140,8 @@ class ModelClient:
     async def predict(self, figures: Figures, *, request_id: str) -> ModelPrediction:
         """The segment of one customer. Raises ModelUnavailable. Cancel it to give up (a deadline)."""
         future: asyncio.Future[ModelPrediction] = asyncio.get_running_loop().create_future()
-        self._pending.append((figures, request_id, future))
+        parent = otel_context.get_current() if self._tracer is not None else None
+        self._pending.append(_Waiter(figures, request_id, future, parent))
         self._dispatch()
         return await future
 
@@ -154,20 +169,22 @@ class ModelClient:
             batch = self._pending[: self._batch_max_size]
             del self._pending[: self._batch_max_size]
             # Drop what nobody waits for any more (its deadline passed while queued).
-            batch = [item for item in batch if not item[2].done()]
+            batch = [waiter for waiter in batch if not waiter.future.done()]
             if not batch:
                 continue
             self._in_flight += 1
             # Its own context: its log lines carry its own request ids, not those of whoever dispatched it.
             context = contextvars.copy_context()
-            context.run(request_id_var.set, ",".join(request_id for _, request_id, _ in batch))
+            context.run(request_id_var.set, ",".join(waiter.request_id for waiter in batch))
             task = asyncio.create_task(self._send(batch), context=context)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, batch: Sequence[tuple[Figures, str, asyncio.Future[ModelPrediction]]]) -> None:
+    async def _send(self, batch: Sequence[_Waiter]) -> None:
         try:
-            predictions = await self._call([f for f, _, _ in batch], [r for _, r, _ in batch])
+            predictions = await self._call(
+                [w.figures for w in batch], [w.request_id for w in batch], [w.trace_parent for w in batch]
+            )
         except Exception as exc:  # handed to every waiter: each turns it into its own response
             error: Exception
             if isinstance(exc, ModelUnavailable):
@@ -179,20 +196,47 @@ class ModelClient:
             else:
                 logger.warning("model service call failed: %s", type(exc).__name__)
                 error = ModelUnavailable()
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
+            for waiter in batch:
+                if not waiter.future.done():
+                    waiter.future.set_exception(error)
         else:
-            for (_, _, future), prediction in zip(batch, predictions, strict=True):
-                if not future.done():
-                    future.set_result(prediction)
+            for waiter, prediction in zip(batch, predictions, strict=True):
+                if not waiter.future.done():
+                    waiter.future.set_result(prediction)
         finally:
             self._in_flight -= 1
             self._dispatch()
 
-    async def _call(self, customers: Sequence[Figures], request_ids: Sequence[str]) -> list[ModelPrediction]:
-        body = orjson.dumps({"customers": [{name: c[name] for name in FEATURE_NAMES} for c in customers]})
+    async def _call(
+        self,
+        customers: Sequence[Figures],
+        request_ids: Sequence[str],
+        parents: Sequence[otel_context.Context | None] = (),
+    ) -> list[ModelPrediction]:
         headers = {"content-type": "application/json", "x-request-id": ",".join(request_ids)}
+        if self._tracer is None:
+            return await self._post(customers, headers)
+        links = [
+            trace.Link(c)
+            for p in parents[1:]
+            if p is not None and (c := trace.get_current_span(p).get_span_context()).is_valid
+        ]
+        with span(
+            self._tracer,
+            "POST /predict",
+            kind=trace.SpanKind.CLIENT,
+            context=parents[0] if parents else None,
+            links=links,
+            attributes={"http.request.method": "POST", "url.path": "/predict", "model.batch_size": len(customers)},
+        ) as call_span:
+            inject_traceparent(headers)
+            predictions = await self._post(customers, headers)
+            if call_span is not None:
+                call_span.set_attribute("model.version", predictions[0].model_version if predictions else "")
+            return predictions
+
+    async def _post(self, customers: Sequence[Figures], headers: dict[str, str]) -> list[ModelPrediction]:
+        body = orjson.dumps({"customers": [{name: c[name] for name in FEATURE_NAMES} for c in customers]})
         breaker = await self._breakers.get_breaker(CIRCUIT)
         # No await between this check and entering the breaker: no other call can slip in between.
         trial = self._is_trial(breaker.context)

@@ -5,7 +5,8 @@
 The pickle's sha256 is compared with the card's `pickle_sha256` *before* anything is unpickled
 (unpickling runs code: a tampered file must never get that far). The model's version is the first
 16 hex digits of that sha256, so the same pickle always maps to the same version (a second import is
-a no-op) and a new pickle to a new version, which becomes `latest`.
+a no-op) and a new pickle to a new version, which becomes `latest`. The same pickle with a changed
+card replaces the stored version (its card is what the model service serves on /metadata).
 """
 
 from __future__ import annotations
@@ -67,10 +68,17 @@ def import_model(*, pickle_path: Path = PICKLE_PATH, card_path: Path = CARD_PATH
     sha256 = verify(pickle_path, card)
     tag = f"{MODEL_NAME}:{version_of(sha256)}"
     try:
-        bentoml.models.get(tag)
-        return tag, False
+        stored = bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
         pass
+    else:
+        stored_card = Path(stored.path_of(CARD_PATH.name))
+        if stored_card.is_file() and stored_card.read_bytes() == card_path.read_bytes():
+            return tag, False
+        # The same pickle with another card (retraining is deterministic, but the card gains fields,
+        # such as the drift reference): the store must serve the committed card, so replace the version.
+        logger.info("%s is in the store with another model card: replacing it", tag)
+        bentoml.models.delete(tag)
 
     # Unpickle only now, after the integrity check, to prove the file is a usable pipeline.
     import joblib

@@ -39,6 +39,8 @@ SILHOUETTE_SAMPLE = 5000
 # 50 restarts, not the default 10: on cc_general.csv, 10 restarts reached a worse local optimum for
 # some seeds, which moved customers to another segment (docs/ARCHITECTURE.md).
 N_INIT = 50
+# Drift reference: each feature's training deciles. Money amounts are rounded to the cent.
+REFERENCE_QUANTILES = tuple(q / 10 for q in range(1, 10))
 
 
 class DataError(ValueError):
@@ -125,6 +127,21 @@ def _library_versions() -> dict[str, str]:
     return versions
 
 
+def reference_bins(values: np.ndarray) -> dict[str, list[float]]:
+    """One feature's training deciles as bin edges, and the training share of each bin.
+
+    Bin i holds the values x with edges[i-1] < x <= edges[i] (the first bin everything <= edges[0],
+    the last everything > edges[-1]): len(edges) + 1 bins. Equal deciles (a feature that is 0 for a
+    third of the customers) collapse into one edge, so that bin holds all of them.
+    """
+    edges = np.unique(np.round(np.quantile(values, REFERENCE_QUANTILES), 2))
+    counts = np.bincount(np.searchsorted(edges, values, side="left"), minlength=len(edges) + 1)
+    return {
+        "edges": [float(e) for e in edges],
+        "shares": [round(float(c) / len(values), 6) for c in counts],
+    }
+
+
 def build_card(pipeline: Pipeline, data: TrainingData, *, seed: int, pickle_sha256: str) -> dict[str, Any]:
     X = data.features.to_numpy(dtype="float64")
     labels = pipeline.predict(X)
@@ -165,6 +182,11 @@ def build_card(pipeline: Pipeline, data: TrainingData, *, seed: int, pickle_sha2
         "library_versions": _library_versions(),
         "metrics": {"silhouette": round(float(silhouette), 4), "inertia": round(float(kmeans.inertia_), 2)},
         "segments": segments,
+        # What monitoring compares live inputs with (PSI): see docs/DEPLOY.md, "Monitoring".
+        "drift_reference": {
+            "bins": "training deciles; bin i holds edges[i-1] < x <= edges[i]",
+            "features": {f: reference_bins(X[:, i]) for i, f in enumerate(FEATURES)},
+        },
     }
 
 

@@ -215,3 +215,45 @@ def test_with_the_api_down_the_gateway_answers_503_in_the_api_error_shape(gatewa
     _assert_security_headers(response)
     # The form still loads.
     assert httpx.get(gateway_without_api + "/", timeout=5).status_code == 200
+
+
+@pytest.mark.slow
+def test_the_callers_traceparent_reaches_the_api_unchanged() -> None:
+    """The gateway starts no spans of its own: the caller's W3C trace context is passed through as sent."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[dict[str, str]] = []
+
+    class Upstream(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append({k.lower(): v for k, v in self.headers.items()})
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            self.send_response(201)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    thread = threading.Thread(target=upstream.serve_forever, daemon=True)
+    thread.start()
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    try:
+        for url in _run_gateway(f"127.0.0.1:{upstream.server_address[1]}"):
+            response = httpx.post(
+                f"{url}/api/v1/evaluations",
+                json=valid_evaluation(),
+                headers={"traceparent": traceparent, "tracestate": "vendor=x"},
+                timeout=10,
+            )
+            assert response.status_code == 201
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
+        thread.join(timeout=5)
+    assert received[-1]["traceparent"] == traceparent
+    assert received[-1]["tracestate"] == "vendor=x"

@@ -244,3 +244,23 @@ def test_a_copy_of_the_pickle_elsewhere_is_the_same_version_already_imported(
     assert result.returncode == 0, result.stderr
     assert f"already in the store: {COMMITTED_TAG}" in result.stderr
     assert store.snapshot() == before
+
+
+def test_the_same_pickle_with_another_card_replaces_the_stored_version(tmp_path: Path) -> None:
+    """Retraining is deterministic: a card that gained fields (the drift reference) comes with the very same
+    pickle. The store must then serve the new card (the model service's /metadata), not keep the old one."""
+    store = IsolatedStore(home=tmp_path / "bentoml_home")
+    old_card = json.loads(CARD_PATH.read_text(encoding="utf-8"))
+    del old_card["drift_reference"]
+    shutil.copy(PICKLE_PATH, tmp_path / "model.pkl")
+    (tmp_path / "old_card.json").write_text(json.dumps(old_card), encoding="utf-8")
+    store.import_model(pickle_path=tmp_path / "model.pkl", card_path=tmp_path / "old_card.json")
+
+    outcome = store.import_model(pickle_path=PICKLE_PATH, card_path=CARD_PATH)
+
+    assert (outcome.tag, outcome.created) == (COMMITTED_TAG, True)
+    assert store.tags() == [COMMITTED_TAG]
+    version_dir = store.home / "models" / MODEL_NAME / COMMITTED_SHA256[:16]
+    assert (version_dir / CARD_PATH.name).read_bytes() == CARD_PATH.read_bytes()
+    committed = json.loads(CARD_PATH.read_text(encoding="utf-8"))
+    assert store.get(COMMITTED_TAG)["metadata"]["drift_reference"] == committed["drift_reference"]

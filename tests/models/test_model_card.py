@@ -11,6 +11,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 from contract import SEGMENTS
+from evaluation_api.drift import bin_shares, psi
 from models import FEATURES, MODEL_NAME, PICKLE_PATH
 from models.train import N_INIT, TrainingData, sha256_of
 from tests.utils.artifacts import REAL_DATA
@@ -101,3 +102,20 @@ def test_centroids_in_original_units_are_their_own_segment(
     assert committed_pipeline.predict(X).tolist() == [0, 1, 2, 3, 4]
     # original units: credit limits in the thousands, not standardised values around 0
     assert X[:, FEATURES.index("credit_limit")].min() > 1000
+
+
+def test_drift_reference_is_the_training_deciles(committed_card: dict[str, Any], real_data: TrainingData) -> None:
+    """Each feature's bin edges are its training deciles (equal ones merged) and the shares are the training
+    population's, binned the way monitoring bins live traffic: the training data has a PSI of 0."""
+    reference = committed_card["drift_reference"]["features"]
+    assert list(reference) == list(FEATURES)
+    for feature in FEATURES:
+        values = real_data.features[feature].to_numpy()
+        edges, shares = reference[feature]["edges"], reference[feature]["shares"]
+        deciles = np.quantile(values, [q / 10 for q in range(1, 10)])
+        assert edges == sorted(set(edges)), feature
+        assert all(np.min(np.abs(deciles - edge)) <= 0.005 for edge in edges), feature
+        assert len(shares) == len(edges) + 1
+        assert sum(shares) == pytest.approx(1, abs=1e-5)
+        assert bin_shares(edges, values) == pytest.approx(shares, abs=1e-6)
+        assert psi(edges, shares, values) == pytest.approx(0, abs=1e-6)

@@ -24,7 +24,7 @@ import httpx
 from contract import SEGMENTS
 from evaluation_api.config import Settings
 from evaluation_api.observability import ApiLogHandler
-from models import FEATURES, PICKLE_PATH
+from models import CARD_PATH, FEATURES, MODEL_NAME, PICKLE_PATH
 
 with warnings.catch_warnings():
     # Starlette 1.x warns at import that its TestClient wants `httpx2`, which the pinned environment
@@ -108,6 +108,26 @@ def predict(customers: list[dict[str, float]]) -> list[dict[str, Any]]:
     ]
 
 
+@lru_cache(maxsize=1)
+def _committed_card() -> dict[str, Any]:
+    card: dict[str, Any] = json.loads(CARD_PATH.read_text(encoding="utf-8"))
+    return card
+
+
+def metadata(version: str = MODEL_VERSION) -> dict[str, Any]:
+    """What the model service's GET /metadata answers (service.py), with the committed card."""
+    card = _committed_card()
+    return {
+        "model": {"name": MODEL_NAME, "version": version, "tag": f"{MODEL_NAME}:{version}"},
+        "features": list(FEATURES),
+        "segments": [
+            {"id": s["id"], "key": s["key"], "description": s["description"], "size_share": s["size_share"]}
+            for s in card["segments"]
+        ],
+        "card": card,
+    }
+
+
 # What the stub does with one /predict call: "ok"; "connect_error" or "read_error" (raised at once);
 # "hang" (no answer until the client's read timeout, then httpx.ReadTimeout, as a real transport does);
 # "hang_forever" (no answer, whatever the timeout); an HTTP status to answer with (503); or a function
@@ -149,6 +169,10 @@ class ModelServiceStub:
             if not self.ready:
                 raise httpx.ConnectError("connection refused", request=request)
             return httpx.Response(200, text="ok")
+        if request.url.path == "/metadata":
+            if not self.ready:
+                raise httpx.ConnectError("connection refused", request=request)
+            return httpx.Response(200, json=metadata(self.version))
         if request.url.path != "/predict":
             return httpx.Response(404)
         self.calls.append(request)
