@@ -108,8 +108,10 @@ def make_engine(
     database's defaults, for tools and tests); `keepalive_s` turns on TCP keepalives (PostgreSQL)."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        # SQLite has one lock, the database's: its busy timeout is both a lock and a statement bound.
-        busy_s = min(t for t in (statement_timeout_s, lock_timeout_s, 5.0) if t is not None)
+        # SQLite has one lock, the database's, and cannot interrupt a statement that holds it: its busy
+        # timeout (the wait for that lock) is the statement's bound. Other connections of this process
+        # (audit events, accounts) take the same lock, so the lock timeout alone would be too short.
+        busy_s = statement_timeout_s if statement_timeout_s is not None else 5.0
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_s})
 
         @event.listens_for(engine, "connect")

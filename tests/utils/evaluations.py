@@ -82,6 +82,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         # This machine is shared and noisy: a test about something else must never meet the record's
         # deadline (the tests of that deadline set their own, with a database that really stalls).
         "record_commit_timeout_s": 10.0,
+        "database_statement_timeout_s": 5.0,
+        "database_lock_timeout_s": 2.0,
     }
     values.update(overrides)
     return Settings(**values)
