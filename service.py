@@ -240,6 +240,18 @@ def _die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def _workers() -> int:
+    """MODEL_SERVICE_WORKERS, else one worker per core this process may run on (what `make run` gets).
+
+    A worker is one process on one core, and BentoML's per-request HTTP work is CPU-bound, so one
+    worker leaves the other cores idle under load. In a container the image sets it (1 per pod:
+    pods, not workers, are what Kubernetes scales)."""
+    value = os.environ.get("MODEL_SERVICE_WORKERS", "").strip()
+    if value:
+        return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _sha256(path: str) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
@@ -247,7 +259,7 @@ def _sha256(path: str) -> str:
 
 @bentoml.service(
     name="credit_card_segmentation",
-    workers=int(os.environ.get("MODEL_SERVICE_WORKERS", "1")),
+    workers=_workers(),
     traffic={"timeout": 60},
     # One log line per request costs measurable throughput at these rates; errors are still logged.
     logging={"access": {"enabled": os.environ.get("MODEL_SERVICE_ACCESS_LOG", "false") == "true"}},
