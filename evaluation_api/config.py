@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, HttpUrl, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +43,10 @@ class Settings(BaseSettings):
     breaker_threshold: int = Field(3, ge=1)
     breaker_ttl_s: float = Field(5.0, gt=0, le=300)
     database_pool_size: int = Field(5, ge=1)
+    # SQLite only (PostgreSQL keeps its own durability settings). NORMAL: a committed record survives
+    # a crash of the API, not a power cut or a kernel crash (the last commits before one may be lost;
+    # the file stays consistent). FULL: an fsync per commit, which also survives a power cut.
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
 
     # Identity (docs/ARCHITECTURE.md, "Identity"). The signing key of the API's own tokens: from the
     # environment (a Secret in Kubernetes), else a file generated on first start (0600) for `make run`.

@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, *, model_transport: httpx.Async
             statement_timeout_s=settings.database_statement_timeout_s,
             lock_timeout_s=settings.database_lock_timeout_s,
             keepalive_s=settings.database_keepalive_s,
+            sqlite_synchronous=settings.sqlite_synchronous,
         )
         if settings.auto_migrate:
             await asyncio.to_thread(
