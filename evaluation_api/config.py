@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     # Concurrent evaluations are coalesced into one /predict call of at most this many customers,
     # with at most this many calls in flight: under load, batches grow instead of queues.
     model_batch_max_size: int = Field(256, ge=1)
-    model_batch_max_in_flight: int = Field(4, ge=1)
+    model_batch_max_in_flight: int = Field(2, ge=1)
     # Consecutive failed calls that open the circuit, and how long it stays open before a trial call.
     breaker_threshold: int = Field(3, ge=1)
     breaker_ttl_s: float = Field(5.0, gt=0, le=300)
