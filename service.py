@@ -300,8 +300,12 @@ class CreditCardSegmentation:
     @bentoml.api(
         batchable=BATCHING, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS, input_spec=PredictInput
     )
-    def predict(self, customers: list[Customer]) -> list[Prediction]:
+    async def predict(self, customers: list[Customer]) -> list[Prediction]:
         """Segment each customer; one prediction per customer, in order."""
+        # async: BentoML then calls it on the worker's event loop. A sync API is handed to a thread
+        # per batch, and for batches this small the hand-off costs more CPU than the prediction
+        # (docs/ARCHITECTURE.md). The event loop is busy while a batch is predicted, as a thread
+        # holding the GIL would keep it anyway.
         X = np.array([_row(c) for c in customers], dtype=np.float64).reshape(-1, len(FEATURE_NAMES))
         return self._predict(X)
 
