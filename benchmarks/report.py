@@ -730,7 +730,8 @@ def chart_resources(results: dict[str, Any], out: Path) -> None:
         ax.set_title(title, fontsize=9)
         ax.set_ylabel(unit)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=8)
+        if labelled:  # results from before CPU per request was recorded have nothing to label
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "resources.png", dpi=110)
     plt.close(fig)
