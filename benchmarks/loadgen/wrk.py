@@ -122,7 +122,9 @@ def script(*, path: str, bodies: list[bytes], connections: int, headers: dict[st
     return _LUA % {
         "bodies": ", ".join(_lua_long_string(b.decode()) for b in bodies),
         "headers": "\n".join(
-            f"wrk.headers[{_lua_long_string(k)}] = {_lua_long_string(v)}" for k, v in (headers or {}).items()
+            # Spaces inside the brackets: `t[[[k]]]` would read as a long string, not an index.
+            f"wrk.headers[ {_lua_long_string(k)} ] = {_lua_long_string(v)}"
+            for k, v in (headers or {}).items()
         ),
         "path": path,
         "marker": MARKER,

@@ -53,7 +53,7 @@ def test_wrk_script_holds_the_first_request_of_each_connection() -> None:
 def test_wrk_script_sends_the_configured_headers() -> None:
     lua = wrk.script(path="/avaliar", bodies=[b"{}"], connections=1, headers={"Authorization": "Bearer k]]"})
 
-    assert "wrk.headers[[[Authorization]]] = [=[Bearer k]]]=]" in lua
+    assert "wrk.headers[ [[Authorization]] ] = [=[Bearer k]]]=]" in lua
 
 
 def test_the_api_key_setting_becomes_an_authorization_header(monkeypatch: pytest.MonkeyPatch) -> None:
