@@ -97,8 +97,8 @@ lint: setup ## Static checks: ruff (lint and format) and mypy --strict (pyprojec
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: setup system-deps import ## Run the benchmarks and regenerate docs/results/ (a few minutes)
-	$(PY) -m benchmarks.run
+bench: setup system-deps import ## Run the benchmarks (3 rounds, about 12 minutes) and regenerate docs/results/; BENCH_ARGS="--rounds 5" for more
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 podman-deps: ## Debian packages for the images: podman, runc, mmdebstrap (and netavark, aardvark-dns, catatonit)
 	@if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v mmdebstrap >/dev/null \

@@ -27,10 +27,10 @@ import pandas as pd
 from benchmarks import load, systems, workload
 from benchmarks.loadgen import locust_runner
 from benchmarks.systems import ROOT
+from devtools import servers
+from devtools.servers import Server
 from models import CSV_COLUMNS, FEATURES, MODEL_NAME, PICKLE_PATH
 from models.import_model import version_of
-from tests.utils import servers
-from tests.utils.servers import Server
 
 Log = Callable[[str], None]
 
@@ -148,6 +148,7 @@ def fault(*, workdir: Path, smoke: bool, data_path: Path, log: Log) -> dict[str,
             workdir=workdir,
             name="fault",
             capture=True,
+            headers=systems.evaluation_api_headers(),
             pages=PAGES,
             page_rate=6.0,
         )
@@ -343,6 +344,7 @@ def rollout(*, workdir: Path, smoke: bool, data_path: Path, log: Log) -> dict[st
             workdir=workdir,
             name="rollout",
             capture=True,
+            headers=systems.evaluation_api_headers(),
         )
         try:
             time.sleep(users / rate + 1.0 + before_s)

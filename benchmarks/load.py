@@ -23,13 +23,30 @@ def bodies(system: System) -> list[dict[str, object]]:
 def warm_up(system: System, *, workdir: Path, seconds: float = 2.0) -> None:
     """A short run that is not measured: first requests pay for imports, caches and connection setup."""
     process = wrk.start(
-        url=system.url, path=system.path, bodies=_encoded(system), connections=16, duration_s=seconds, workdir=workdir
+        url=system.url,
+        path=system.path,
+        bodies=_encoded(system),
+        connections=16,
+        duration_s=seconds,
+        workdir=workdir,
+        headers=system.headers,
     )
     wrk.finish(process, timeout_s=seconds + 30)
 
 
 def _encoded(system: System) -> list[bytes]:
     return [json.dumps(b, separators=(",", ":")).encode() for b in bodies(system)]
+
+
+def cpu_per_request(resources: dict[str, dict[str, Any]], requests: int) -> dict[str, float]:
+    """CPU milliseconds per answered request, per role (each a process tree) and for the system under
+    test in all (every role but the load generator). Robust to a busy machine where throughput is not:
+    other programs slow a point down but do not make its processes spend more CPU per request."""
+    if not requests:
+        return {}
+    out = {role: round(1000 * r["cpu_seconds"] / requests, 4) for role, r in resources.items()}
+    out["system"] = round(sum(v for role, v in out.items() if role != "load_generator"), 4)
+    return out
 
 
 def closed_loop(system: System, *, clients: int, duration_s: float, workdir: Path) -> dict[str, Any]:
@@ -41,6 +58,7 @@ def closed_loop(system: System, *, clients: int, duration_s: float, workdir: Pat
         connections=clients,
         duration_s=duration_s,
         workdir=workdir,
+        headers=system.headers,
     )
     with Sampler({**system.pids(), "load_generator": process.pid}) as sampler:
         result = wrk.finish(process, timeout_s=duration_s + 30)
@@ -53,6 +71,7 @@ def closed_loop(system: System, *, clients: int, duration_s: float, workdir: Pat
         "clients": clients,
         **result.as_dict(),
         "resources": sampler.results(),
+        "cpu_ms_per_request": cpu_per_request(sampler.results(), result.requests),
         "machine_cpu": sampler.machine(),
     }
 
@@ -76,6 +95,7 @@ def fixed_rate(system: System, *, rate_rps: float, users: int, duration_s: float
         duration_s=duration_s + settle_s,
         workdir=workdir,
         name=name,
+        headers=system.headers,
     )
     with Sampler({**system.pids(), "load_generator": run.process.pid}) as sampler:
         rows = locust_runner.finish(run, timeout_s=duration_s + 40)
@@ -91,5 +111,6 @@ def fixed_rate(system: System, *, rate_rps: float, users: int, duration_s: float
         "rate_rps": rate_rps,
         **summary,
         "resources": sampler.results(),
+        "cpu_ms_per_request": cpu_per_request(sampler.results(), len(rows)),
         "machine_cpu": sampler.machine(),
     }

@@ -3,9 +3,10 @@
     .venv/bin/python -m benchmarks.portfolio [--rows 5000000] [--repeat 5] [--spark-repeat 2] [--no-spark]
 
 The customers are drawn (with replacement) from the real cc_general.csv's five figures when it is
-there, its own incomplete rows included; otherwise from the synthetic profiles of tests/utils/data.py
-(log-normal amounts around each real segment's medians). Each run is the whole command, as a user
-types it: wall time from start to exit, peak RSS of the process tree (sampled every 50 ms). Runs:
+there, its own incomplete rows included; otherwise from the harness's synthetic customers
+(benchmarks/workload.py: log-normal amounts, some without purchases or cash advances). Each run is
+the whole command, as a user types it: wall time from start to exit, peak RSS of the process tree
+(sampled every 50 ms). Runs:
 Parquet -> Parquet and CSV -> Parquet on the local engine, Parquet -> Parquet on Spark `local[2]`
 (with the session's start timed apart). Results: docs/results/portfolio.json.
 """
@@ -29,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from benchmarks import workload
 from benchmarks.resources import Sampler
 from contract import FEATURES
 
@@ -47,12 +49,13 @@ def generate(rows: int, *, seed: int = 0) -> tuple[pa.Table, str]:
         figures = {c: real.column(c).take(picks) for c in COLUMNS}
         origin = f"drawn with replacement from {REAL_DATA.name} ({real.num_rows} rows, missing values included)"
     else:
-        from tests.utils.data import cc_general_frame
-
-        frame = cc_general_frame(n=min(rows, 200_000), seed=seed)
-        picks = rng.integers(0, len(frame), rows)
-        figures = {c: pa.array(frame[c].to_numpy()[picks]) for c in COLUMNS}
-        origin = "synthetic: tests/utils/data.py's five profiles (the real data was absent)"
+        # benchmarks/ never imports tests/: the harness's own synthetic customers (workload.py).
+        synthetic = workload.customers(min(rows, 200_000), seed=seed)
+        picks = rng.integers(0, len(synthetic), rows)
+        figures = {
+            f.csv_column: pa.array(np.array([c[f.name] for c in synthetic], dtype=np.float64)[picks]) for f in FEATURES
+        }
+        origin = "synthetic: benchmarks/workload.py's log-normal customers (the real data was absent)"
     ids = pc.binary_join_element_wise("C", pc.cast(pa.array(np.arange(rows) + 10_001), pa.string()), "")
     return pa.table({"CUST_ID": ids, **figures}), origin
 

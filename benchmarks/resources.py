@@ -102,7 +102,7 @@ class Sampler:
         for name, role in self._roles.items():
             cpu_s = sum(role.cpu_last[pid] - role.cpu_first[pid] for pid in role.cpu_last)
             out[name] = {
-                "cpu_seconds": round(cpu_s, 2),
+                "cpu_seconds": round(cpu_s, 4),
                 "cpu_cores": round(cpu_s / self._elapsed, 2) if self._elapsed else 0.0,
                 "peak_rss_mib": round(role.peak_rss / 2**20, 1),
                 "processes": role.processes,

@@ -1,6 +1,7 @@
 """Run the benchmarks and regenerate docs/results/ (results.json, summary.md, PNG charts).
 
-    python -m benchmarks.run                 # everything, a few minutes on 2 cores (make bench)
+    python -m benchmarks.run                 # everything, about 12 minutes on 2 cores (make bench)
+    python -m benchmarks.run --rounds 5      # more rounds of the three systems in alternation
     python -m benchmarks.run --smoke --out /tmp/bench   # a few seconds per system: the harness works
     python -m benchmarks.run --only load,bulk            # some sections; the others are not run
 
@@ -129,6 +130,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     duration_s = args.duration or (2.0 if smoke else 6.0)
     rate_rps = args.rate if not smoke else 50.0
     e2e = evaluation_api_available()
+    rounds = args.rounds or (2 if smoke else 3)
 
     results: dict[str, Any] = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -137,6 +139,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "settings": {
             "duration_s": duration_s,
             "clients": clients,
+            "rounds": rounds,
             "fixed_rate_rps": rate_rps,
             "fixed_rate_users": args.rate_users,
             "bulk_customers": args.bulk_customers,
@@ -158,44 +161,59 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         fn()
 
     try:
-        # --- load: every system at 1, 16 and 64 clients, then at a fixed rate ----------------------
+        # --- load: the three systems in alternation, round after round, at 1, 16 and 64 clients ------
         def load_section() -> None:
-            cases: list[tuple[str, Callable[[], contextlib.AbstractContextManager[System]]]] = [
-                ("monolith", lambda: systems.monolith(log_dir=work)),
-            ]
+            starts: dict[str, Callable[[], contextlib.AbstractContextManager[System]]] = {
+                "monolith": lambda: systems.monolith(log_dir=work),
+                "model_service": lambda: systems.model_service(log_dir=work),
+            }
             if e2e:
-                cases.append(("end_to_end", lambda: systems.end_to_end(log_dir=work, db_path=work / "e2e.db")))
+                starts["end_to_end"] = lambda: systems.make_run(log_dir=work, db_path=work / "e2e.db")
             else:
                 results["skipped"]["end_to_end"] = "evaluation_api/main.py not found"
-            model_cases = [(True, 1)] if smoke else [(True, 1), (True, 2), (False, 1), (False, 2)]
-            for batching, workers in model_cases:
-                cases.append(
-                    (
-                        f"model_service_batching_{'on' if batching else 'off'}_{workers}w",
-                        lambda b=batching, w=workers: systems.model_service(log_dir=work, workers=w, batching=b),
-                    )
-                )
-            for key, start in cases:
-                with start() as system:
-                    log(f"{system.name}")
-                    for point in _load_points(
-                        system,
-                        clients=clients,
-                        duration_s=duration_s,
-                        rate_rps=rate_rps,
-                        rate_users=args.rate_users,
-                        workdir=work,
-                    ):
-                        results["load"].append({"key": key, **point})
-                    if key == "model_service_batching_on_1w" and "bulk" in sections:
-                        results["bulk"] = _bulk(system, customers=args.bulk_customers, smoke=smoke)
+            keys = [k for k in report.HEADLINE_KEYS if k in starts]
+
+            def measure(key: str, system: System, round_no: int) -> None:
+                log(f"{system.name} (round {round_no})")
+                for point in _load_points(
+                    system,
+                    clients=clients,
+                    duration_s=duration_s,
+                    # A smoke run checks the paced load once per system, not every round: locust's start is slow.
+                    rate_rps=rate_rps if round_no == 1 or not smoke else 0.0,
+                    rate_users=args.rate_users,
+                    workdir=work,
+                ):
+                    results["load"].append({"key": key, "round": round_no, **point})
+
+            # All three stay up (idle when not measured), so each round measures every system under the
+            # same conditions within minutes; the order rotates so that none is always first or last.
+            with contextlib.ExitStack() as stack:
+                running = {}
+                for key in keys:
+                    log(f"starting {key}")
+                    running[key] = stack.enter_context(starts[key]())
+                for round_no in range(1, rounds + 1):
+                    log(f"-- round {round_no} of {rounds}")
+                    shift = (round_no - 1) % len(keys)
+                    for key in keys[shift:] + keys[:shift]:
+                        measure(key, running[key], round_no)
+                if "bulk" in sections and "model_service" in running:
+                    results["bulk"] = _bulk(running["model_service"], customers=args.bulk_customers, smoke=smoke)
+
+            # The model service's variants, one round each: what batching and a second worker buy.
+            variants = [] if smoke or not args.variants else [(True, 1), (True, 2), (False, 1), (False, 2)]
+            for batching, workers in variants:
+                key = f"model_service_batching_{'on' if batching else 'off'}_{workers}w"
+                with systems.model_service(log_dir=work, workers=workers, batching=batching) as system:
+                    measure(key, system, 1)
 
         section("load", load_section)
 
         def bulk_section() -> None:
             if results["bulk"] is not None:
                 return
-            with systems.model_service(log_dir=work, workers=1, batching=True) as system:
+            with systems.model_service(log_dir=work) as system:
                 results["bulk"] = _bulk(system, customers=args.bulk_customers, smoke=smoke)
 
         section("bulk", bulk_section)
@@ -226,6 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     add("--only", default="", help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
     add("--smoke", action="store_true", help="a few seconds per system, fewer systems: checks that the harness works")
     add("--duration", type=float, default=0.0, help="seconds per load point (default 6; 2 with --smoke)")
+    add("--rounds", type=int, default=0, help="rounds of the three systems in alternation (default 3; 2 with --smoke)")
+    add("--no-variants", dest="variants", action="store_false", help="skip the model service's variants (one round)")
+    add(
+        "--api-key",
+        default=None,
+        help=f"system key sent as `Authorization: Bearer KEY` to the evaluation API (default ${systems.API_KEY_ENV})",
+    )
     add("--rate", type=float, default=400.0, help="the fixed (paced) rate in requests/s (default 400)")
     add("--rate-users", type=int, default=64, help="locust users sharing the fixed rate (default 64)")
     add("--bulk-customers", type=int, default=100_000, help="customers in the bulk request (default 100,000)")
@@ -233,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     add("--workdir", type=Path, default=None, help="parent of the temporary work directory (default: system temp)")
     add("--keep-workdir", action="store_true", help="keep server logs and load-tool files")
     args = parser.parse_args(argv)
+    if args.api_key:
+        os.environ[systems.API_KEY_ENV] = args.api_key
     if args.smoke and args.bulk_customers == 100_000:
         args.bulk_customers = 2_000
 

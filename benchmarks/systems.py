@@ -1,7 +1,8 @@
 """The systems under test, each started on free loopback ports and stopped on exit.
 
-Processes are started with the project's own launcher (tests/utils/servers.py: a process group per
-server, so stopping one ends every child it forked, e.g. BentoML's workers).
+Processes are started with the project's own launcher (devtools/servers.py: a process group per
+server, so stopping one ends every child it forked, e.g. BentoML's workers). The end-to-end system
+is `make run` itself, so that what is measured is what a user runs, with its defaults.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -17,15 +20,60 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from benchmarks import workload
+from devtools import servers
+from devtools.servers import Server
 from models import CARD_PATH, MODEL_NAME
-from tests.utils import servers
-from tests.utils.identity import cli_create_key
-from tests.utils.servers import Server
 
 ROOT = servers.ROOT
 VENV_BIN = Path(sys.executable).parent
+
+# The one place where requests to the evaluation API get their credentials (`Authorization: Bearer
+# <system key>`). Each API the harness starts gets a system key made on its database first, with the
+# documented command line (`python -m evaluation_api.accounts create-key`), before it starts; the
+# latest one is kept in BENCH_AUTHORIZATION. BENCH_API_KEY (or --api-key) names a key instead, for an
+# API whose accounts are managed elsewhere. BENCH_API_ENV (KEY=VALUE pairs, comma-separated)
+# reaches the API's own environment.
+API_KEY_ENV = "BENCH_API_KEY"
+API_ENV_ENV = "BENCH_API_ENV"
+AUTHORIZATION_ENV = "BENCH_AUTHORIZATION"
+
+
+def create_system_key(database_url: str, name: str = "benchmark") -> str:
+    """A system key on that database (`python -m evaluation_api.accounts create-key NAME --role system`)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "evaluation_api.accounts", "create-key", name, "--role", "system"],
+        cwd=ROOT,
+        env=servers.project_env(DATABASE_URL=database_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"could not create a system key: {done.stderr[-2000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def authorize(database_url: str) -> None:
+    """Make the key the load tools will send to the API on that database (unless BENCH_API_KEY names one)."""
+    if not os.environ.get(API_KEY_ENV):
+        os.environ[AUTHORIZATION_ENV] = f"Bearer {create_system_key(database_url)}"
+
+
+def evaluation_api_headers() -> dict[str, str]:
+    if key := os.environ.get(API_KEY_ENV):
+        return {"Authorization": f"Bearer {key}"}
+    if authorization := os.environ.get(AUTHORIZATION_ENV):
+        return {"Authorization": authorization}
+    return {}
+
+
+def evaluation_api_env() -> dict[str, str]:
+    pairs = [p for p in os.environ.get(API_ENV_ENV, "").split(",") if p.strip()]
+    return dict(p.strip().split("=", 1) for p in pairs)
 
 
 def committed_model_tag() -> str:
@@ -42,18 +90,19 @@ class System:
     url: str
     path: str
     body: Callable[[dict[str, float], int], dict[str, object]]
-    servers: dict[str, Server] = field(default_factory=dict)  # role -> server
+    roles: dict[str, int] = field(default_factory=dict)  # role -> pid of the process whose tree it is
     config: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every request (credentials)
 
     def pids(self) -> dict[str, int]:
-        return {role: s.process.pid for role, s in self.servers.items() if s.process is not None}
+        return dict(self.roles)
 
 
-def wait_until(url: str, *, timeout_s: float, status: int = 200) -> None:
+def wait_until(url: str, *, timeout_s: float, status: int = 200, headers: dict[str, str] | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2.0).status_code == status:
+            if httpx.get(url, timeout=2.0, headers=headers).status_code == status:
                 return
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer {status} within {timeout_s:.0f}s")
@@ -86,16 +135,18 @@ def monolith_server(*, log_dir: Path) -> Server:
 def model_service_server(
     *,
     log_dir: Path,
-    workers: int = 1,
+    workers: int | None = None,
     batching: bool = True,
     model_tag: str | None = None,
     port: int | None = None,
     **env: str,
 ) -> Server:
+    """The model service; `workers=None` keeps its own default (what `make run` gets)."""
+    if workers is not None:
+        env["MODEL_SERVICE_WORKERS"] = str(workers)
     return servers.model_service(
         port=port,
         log_dir=log_dir,
-        MODEL_SERVICE_WORKERS=str(workers),
         MODEL_SERVICE_BATCHING="true" if batching else "false",
         MODEL_TAG=model_tag or committed_model_tag(),
         **env,
@@ -103,11 +154,11 @@ def model_service_server(
 
 
 def evaluation_api_server(*, log_dir: Path, model_url: str, db_path: Path, **env: str) -> Server:
-    """The API, with a system key made on its database first (the documented command line) and handed to
-    the load generators as BENCH_AUTHORIZATION: `/avaliar` is measured as a calling system makes it."""
-    key = cli_create_key(f"sqlite:///{db_path}", "benchmark")
-    os.environ["BENCH_AUTHORIZATION"] = f"Bearer {key}"
-    return servers.evaluation_api(model_url=model_url, database_url=f"sqlite:///{db_path}", log_dir=log_dir, **env)
+    """The API, with a system key made on its database first (see evaluation_api_headers)."""
+    authorize(f"sqlite:///{db_path}")
+    return servers.evaluation_api(
+        model_url=model_url, database_url=f"sqlite:///{db_path}", log_dir=log_dir, **evaluation_api_env(), **env
+    )
 
 
 @contextlib.contextmanager
@@ -118,30 +169,137 @@ def monolith(*, log_dir: Path) -> Iterator[System]:
             server.url,
             "/avaliar",
             workload.avaliar_body,
-            {"monolith": server},
+            {"monolith": _pid(server)},
             {"processes": "1 uvicorn process, model in memory"},
         )
 
 
+def _pid(server: Server) -> int:
+    assert server.process is not None, f"{server.name} is not running"
+    return server.process.pid
+
+
+def _workers(pid: int) -> int:
+    """How many processes serve (a process tree: an arbiter and its workers count as its workers)."""
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0
+    return max(1, len(children))
+
+
 @contextlib.contextmanager
-def model_service(*, log_dir: Path, workers: int, batching: bool) -> Iterator[System]:
-    server = model_service_server(log_dir=log_dir, workers=workers, batching=batching)
+def model_service(*, log_dir: Path, workers: int | None = None, batching: bool = True, **env: str) -> Iterator[System]:
+    """The model service alone; `workers=None`: its default configuration, as `make run` starts it."""
+    server = model_service_server(log_dir=log_dir, workers=workers, batching=batching, **env)
     with contextlib.closing(_Stopper(server)):
         server.start(timeout=120)
-        name = f"model service, batching {'on' if batching else 'off'}, {workers} worker{'s' if workers > 1 else ''}"
+        if workers is None:
+            name = "model service (default configuration)"
+        else:
+            name = (
+                f"model service, batching {'on' if batching else 'off'}, {workers} worker{'s' if workers > 1 else ''}"
+            )
         yield System(
             name,
             server.url,
             "/predict",
             workload.predict_body,
-            {"model_service": server},
-            {"workers": workers, "batching": batching},
+            {"model_service": _pid(server)},
+            {"workers": workers if workers is not None else "default", "batching": batching},
+        )
+
+
+class MakeRun(Server):
+    """`make run` on free ports, with its records in a file of our own; stopped as Ctrl-C would."""
+
+    def __init__(self, *, log_dir: Path, db_path: Path, **env: str) -> None:
+        model_port, api_port = servers.free_port(), servers.free_port()
+        self.run_dir = log_dir / f"make-run-{api_port}"
+        super().__init__(
+            name="make run",
+            args=["make", "--no-print-directory", "run"],
+            port=api_port,
+            ready_path="/readyz",
+            env=servers.project_env(
+                MODEL_SERVICE_PORT=str(model_port),
+                API_PORT=str(api_port),
+                RUN_DIR=str(self.run_dir),
+                DATABASE_URL=f"sqlite:///{db_path}",
+                **env,
+            ),
+            log_path=log_dir / f"make-run-{api_port}.log",
+        )
+        self.model_port = model_port
+
+    def program_pid(self, program: str) -> int:
+        """The pid supervisor gives for one of local/supervisord.conf's programs."""
+        out = subprocess.run(
+            [str(VENV_BIN / "supervisorctl"), "-c", str(ROOT / "local" / "supervisord.conf"), "pid", program],
+            env=dict(self.env),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return int(out.stdout.strip())
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            tree = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            tree = []
+        # Ctrl-C: make and supervisord get SIGINT; supervisord stops its programs' process groups.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        _, alive = psutil.wait_procs(tree, timeout=10)
+        for process in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+
+
+@contextlib.contextmanager
+def make_run(*, log_dir: Path, db_path: Path, path: str = "/avaliar", **env: str) -> Iterator[System]:
+    """The whole system as `make run` starts it (its own defaults: workers, records in SQLite), on
+    free ports; only the records' file is ours, so the checkout's var/ is never touched. `env`
+    reaches both programs (to measure a variant)."""
+    authorize(f"sqlite:///{db_path}")
+    server = MakeRun(log_dir=log_dir, db_path=db_path, **{**evaluation_api_env(), **env})
+    with contextlib.closing(_Stopper(server)):
+        server.start(timeout=300)
+        headers = evaluation_api_headers()
+        roles = {
+            "evaluation_api": server.program_pid("evaluation-api"),
+            "model_service": server.program_pid("model-service"),
+        }
+        body = workload.avaliar_body if path == "/avaliar" else workload.evaluation_body
+        yield System(
+            "evaluation API → model service (make run)",
+            server.url,
+            path,
+            body,
+            roles,
+            {
+                "launcher": "make run (local/supervisord.conf)",
+                "evaluation_api_processes": _workers(roles["evaluation_api"]),
+                "model_service_processes": _workers(roles["model_service"]),
+                "records": "SQLite",
+            },
+            headers,
         )
 
 
 @contextlib.contextmanager
 def end_to_end(*, log_dir: Path, db_path: Path, model_workers: int = 1, path: str = "/avaliar") -> Iterator[System]:
-    """The new architecture: the evaluation API (decision records on, SQLite) in front of the model service."""
+    """The evaluation API (decision records on, SQLite) in front of a model service with a given number
+    of workers: for the experiments that vary one process while keeping the other fixed."""
     model = model_service_server(log_dir=log_dir, workers=model_workers)
     with contextlib.closing(_Stopper(model)):
         model.start(timeout=120)
@@ -155,8 +313,9 @@ def end_to_end(*, log_dir: Path, db_path: Path, model_workers: int = 1, path: st
                 api.url,
                 path,
                 body,
-                {"evaluation_api": api, "model_service": model},
-                {"model_workers": model_workers, "records": "SQLite (WAL, synchronous=FULL)"},
+                {"evaluation_api": _pid(api), "model_service": _pid(model)},
+                {"model_workers": model_workers, "records": "SQLite"},
+                evaluation_api_headers(),
             )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, HttpUrl, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,7 +38,7 @@ class Settings(BaseSettings):
     # Concurrent evaluations are coalesced into one /predict call of at most this many customers,
     # with at most this many calls in flight: under load, batches grow instead of queues.
     model_batch_max_size: int = Field(256, ge=1)
-    model_batch_max_in_flight: int = Field(4, ge=1)
+    model_batch_max_in_flight: int = Field(2, ge=1)
     # Consecutive failed calls that open the circuit, and how long it stays open before a trial call.
     breaker_threshold: int = Field(3, ge=1)
     breaker_ttl_s: float = Field(5.0, gt=0, le=300)
@@ -50,6 +51,10 @@ class Settings(BaseSettings):
     # http://otel-collector:4318/v1/traces; no tracing at all when not. The OpenTelemetry names.
     otel_exporter_otlp_traces_endpoint: HttpUrl | None = None
     otel_service_name: str = "evaluation-api"
+    # SQLite only (PostgreSQL keeps its own durability settings). NORMAL: a committed record survives
+    # a crash of the API, not a power cut or a kernel crash (the last commits before one may be lost;
+    # the file stays consistent). FULL: an fsync per commit, which also survives a power cut.
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
 
     # Identity (docs/ARCHITECTURE.md, "Identity"). The signing key of the API's own tokens: from the
     # environment (a Secret in Kubernetes), else a file generated on first start (0600) for `make run`.

@@ -103,10 +103,13 @@ def make_engine(
     statement_timeout_s: float | None = None,
     lock_timeout_s: float | None = None,
     keepalive_s: int | None = None,
+    sqlite_synchronous: str = "NORMAL",
 ) -> Engine:
     """The engine for DATABASE_URL. The timeouts bound every statement of its sessions (None: the
     database's defaults, for tools and tests); `keepalive_s` turns on TCP keepalives (PostgreSQL)."""
     if url.startswith("sqlite:///"):
+        if sqlite_synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"sqlite_synchronous must be NORMAL or FULL, not {sqlite_synchronous!r}")
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         # SQLite has one lock, the database's, and cannot interrupt a statement that holds it: its busy
         # timeout (the wait for that lock) is the statement's bound. Other connections of this process
@@ -116,10 +119,12 @@ def make_engine(
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
-            # WAL: readers never block the writer; FULL: a committed decision survives a power cut.
+            # WAL: readers never block the writer. synchronous (Settings.sqlite_synchronous): NORMAL, a
+            # committed decision survives a crash of the process but the last commits before a power
+            # cut may be lost; FULL, an fsync per commit, survives a power cut too.
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
             cursor.close()
 
         return engine

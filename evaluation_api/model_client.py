@@ -2,7 +2,7 @@
 circuit breaker.
 
 - Coalescing: evaluations that arrive while calls are in flight wait for a free slot and then go
-  together in one /predict call (at most `batch_max_size` customers, `batch_max_in_flight` calls at
+  together in one /predict_batch call (at most `batch_max_size` customers, `batch_max_in_flight` calls at
   once). At low load a call carries one customer and leaves at once; under load fewer, larger calls
   replace many small ones, which is where the HTTP hop's cost goes.
 - Retries (stamina): on transport errors (connection errors, timeouts) and on 502, 503 and 504,
@@ -46,6 +46,8 @@ from evaluation_api.tracing import inject_traceparent, span
 logger = logging.getLogger(__name__)
 
 CIRCUIT = "model-service"
+# /predict's contract without the model service's own batcher: these calls are batches already.
+PREDICT_PATH = "/predict_batch"
 
 
 @dataclass(frozen=True)
@@ -223,11 +225,11 @@ class ModelClient:
         ]
         with span(
             self._tracer,
-            "POST /predict",
+            f"POST {PREDICT_PATH}",
             kind=trace.SpanKind.CLIENT,
             context=parents[0] if parents else None,
             links=links,
-            attributes={"http.request.method": "POST", "url.path": "/predict", "model.batch_size": len(customers)},
+            attributes={"http.request.method": "POST", "url.path": PREDICT_PATH, "model.batch_size": len(customers)},
         ) as call_span:
             inject_traceparent(headers)
             predictions = await self._post(customers, headers)
@@ -271,7 +273,7 @@ class ModelClient:
                 ):
                     with attempt:
                         made += 1
-                        response = await self._http.post("/predict", content=body, headers=headers)
+                        response = await self._http.post(PREDICT_PATH, content=body, headers=headers)
                         if response.status_code >= 500:
                             raise ModelServiceError(
                                 response.status_code,

@@ -76,6 +76,10 @@ def configure_logging(level: str) -> None:
     # uvicorn's own loggers write plain text through their own handlers: send them through ours.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         uvicorn_logger = logging.getLogger(name)
+        # `--no-access-log` leaves uvicorn.access without handlers and not propagating, and uvicorn
+        # logs each request only if that logger has a handler somewhere: keep it off, as asked.
+        if name == "uvicorn.access" and not uvicorn_logger.handlers and not uvicorn_logger.propagate:
+            continue
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
 

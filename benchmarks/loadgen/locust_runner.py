@@ -38,6 +38,7 @@ def start(
     capture: bool = False,
     pages: list[str] | None = None,
     page_rate: float = 5.0,
+    headers: dict[str, str] | None = None,
 ) -> LocustRun:
     """Start locust headless for duration_s; `finish()` waits for it and reads its log."""
     bodies_path = workdir / f"{name}-bodies.json"
@@ -52,6 +53,7 @@ def start(
         BENCH_CAPTURE="1" if capture else "0",
         BENCH_PAGES=",".join(pages or []),
         BENCH_PAGE_RATE=str(page_rate),
+        BENCH_HEADERS=json.dumps(headers or {}),
     )
     user_classes = ["EvaluationUser"] + (["PageUser"] if pages else [])
     total_users = users + (1 if pages else 0)

@@ -7,6 +7,7 @@ BENCH_LOG      where to write every request as one JSON line: start time, latenc
                and, with BENCH_CAPTURE=1, the response's `id` and model version
 BENCH_PAGES    optional comma-separated GET paths polled by one PageUser (e.g. "/,/healthz")
 BENCH_PAGE_RATE  requests per second of that PageUser (default 5)
+BENCH_HEADERS  optional JSON object of headers sent with every request (e.g. Authorization)
 
 Locust measures; this file only says what to send and keeps each request's outcome.
 """
@@ -26,11 +27,8 @@ with open(os.environ["BENCH_BODIES"], encoding="utf-8") as _f:
 _counter = itertools.count()
 _rate = float(os.environ.get("BENCH_RATE", "0"))
 _capture = os.environ.get("BENCH_CAPTURE") == "1"
+_headers: dict[str, str] = json.loads(os.environ.get("BENCH_HEADERS") or "{}")
 _records: list[tuple[Any, ...]] = []
-# BENCH_AUTHORIZATION: the evaluation API's credential (a system key, benchmarks/systems.py).
-_HEADERS = {"Content-Type": "application/json"}
-if os.environ.get("BENCH_AUTHORIZATION"):
-    _HEADERS["Authorization"] = os.environ["BENCH_AUTHORIZATION"]
 
 
 @events.request.add_listener
@@ -90,7 +88,7 @@ class EvaluationUser(FastHttpUser):
         self.client.post(
             os.environ["BENCH_PATH"],
             data=_bodies[i],
-            headers=_HEADERS,
+            headers={"Content-Type": "application/json", **_headers},
             context={"body": i},
         )
 
@@ -103,4 +101,4 @@ class PageUser(FastHttpUser):
 
     @task
     def get(self) -> None:
-        self.client.get(next(self._pages))
+        self.client.get(next(self._pages), headers=_headers)

@@ -17,7 +17,6 @@ request's clock when it writes it, after the delay; the delay is taken out of th
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -39,6 +38,7 @@ per_second_ok = {}
 per_second_err = {}
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+%(headers)s
 
 local threads = {}
 function setup(thread)
@@ -117,9 +117,15 @@ def _threads(connections: int) -> int:
     return min(2, connections)  # two cores: more wrk threads would only compete with the servers
 
 
-def script(*, path: str, bodies: list[bytes], connections: int) -> str:
+def script(*, path: str, bodies: list[bytes], connections: int, headers: dict[str, str] | None = None) -> str:
+    """The Lua script; `headers` are sent with every request (e.g. Authorization)."""
     return _LUA % {
         "bodies": ", ".join(_lua_long_string(b.decode()) for b in bodies),
+        "headers": "\n".join(
+            # Spaces inside the brackets: `t[[[k]]]` would read as a long string, not an index.
+            f"wrk.headers[ {_lua_long_string(k)} ] = {_lua_long_string(v)}"
+            for k, v in (headers or {}).items()
+        ),
         "path": path,
         "marker": MARKER,
         "conns_per_thread": connections // _threads(connections),
@@ -163,15 +169,12 @@ def available() -> bool:
 
 
 def command(*, url: str, connections: int, duration_s: float, script_path: Path, timeout_s: float = 10.0) -> list[str]:
-    # The evaluation API wants a credential (a system key, made by benchmarks/systems.py); the others ignore it.
-    authorization = os.environ.get("BENCH_AUTHORIZATION")
     return [
         "wrk",
         f"-t{_threads(connections)}",
         f"-c{connections}",
         f"-d{duration_s:g}s",
         f"--timeout={timeout_s:g}s",
-        *(["-H", f"Authorization: {authorization}"] if authorization else []),
         "-s",
         str(script_path),
         url,
@@ -200,12 +203,19 @@ def parse(stdout: str) -> WrkResult:
 
 
 def start(
-    *, url: str, path: str, bodies: list[bytes], connections: int, duration_s: float, workdir: Path
+    *,
+    url: str,
+    path: str,
+    bodies: list[bytes],
+    connections: int,
+    duration_s: float,
+    workdir: Path,
+    headers: dict[str, str] | None = None,
 ) -> subprocess.Popen[str]:
     """Start wrk; `finish()` waits for it and parses its result. Separate so the caller can sample its CPU."""
     script_file = tempfile.NamedTemporaryFile("w", suffix=".lua", dir=workdir, delete=False)  # noqa: SIM115
     with script_file:
-        script_file.write(script(path=path, bodies=bodies, connections=connections))
+        script_file.write(script(path=path, bodies=bodies, connections=connections, headers=headers))
     return subprocess.Popen(
         command(url=url, connections=connections, duration_s=duration_s, script_path=Path(script_file.name)),
         stdout=subprocess.PIPE,

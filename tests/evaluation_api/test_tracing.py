@@ -74,7 +74,7 @@ def test_an_evaluation_is_one_trace_continuing_the_callers(
     spans = exporter.get_finished_spans()
     server = by_name(spans, "POST /api/v1/evaluations")
     predict = by_name(spans, "model.predict")
-    call = by_name(spans, "POST /predict")
+    call = by_name(spans, "POST /predict_batch")
     commit = by_name(spans, "record.commit")
 
     assert {hex_id(s.context.trace_id, 32) for s in spans} == {TRACE_ID}
@@ -98,7 +98,7 @@ def test_without_a_traceparent_the_api_starts_the_trace_and_sends_it_on(
 ) -> None:
     with traced_app() as client:
         assert client.post("/api/v1/evaluations", json=body()).status_code == 201
-    call = by_name(exporter.get_finished_spans(), "POST /predict")
+    call = by_name(exporter.get_finished_spans(), "POST /predict_batch")
     assert stub.calls[-1].headers["traceparent"].split("-")[1] == hex_id(call.context.trace_id, 32)
 
 
@@ -118,7 +118,7 @@ def test_coalesced_evaluations_share_one_model_call_linked_to_each(
 
         exporter.clear()
         assert client.portal.call(burst) == [201] * 4
-    calls = [s for s in exporter.get_finished_spans() if s.name == "POST /predict"]
+    calls = [s for s in exporter.get_finished_spans() if s.name == "POST /predict_batch"]
     sizes = [int(str((s.attributes or {})["model.batch_size"])) for s in calls]
     assert max(sizes) > 1, sizes
     predict_spans = {s.context.span_id for s in exporter.get_finished_spans() if s.name == "model.predict"}
@@ -138,7 +138,7 @@ def test_no_personal_data_in_spans(
         client.post("/api/v1/evaluations", json={"name": NAME, "customer_id": "cpf-123.456.789-00", **FIGURES})
         client.post("/avaliar", json={"nome": NAME, **FIGURES})
     spans = exporter.get_finished_spans()
-    assert any(s.name == "POST /predict" for s in spans)
+    assert any(s.name == "POST /predict_batch" for s in spans)
     forbidden = [NAME, "Joana", "Sigilosa", "123.456", *(str(v) for v in FIGURES.values())]
     forbidden += [str(v).replace(".", ",") for v in FIGURES.values()] + [
         str(int(v)) for v in FIGURES.values() if v > 100
@@ -150,7 +150,7 @@ def test_no_personal_data_in_spans(
         for text in texts:
             assert not any(f in text for f in forbidden), (s.name, text)
     if model == "connect_error":
-        call = [s for s in spans if s.name == "POST /predict"][-1]
+        call = [s for s in spans if s.name == "POST /predict_batch"][-1]
         assert call.status.status_code == StatusCode.ERROR
 
 
@@ -170,7 +170,12 @@ def test_spans_are_exported_over_otlp_when_an_endpoint_is_set(
         # The app's shutdown flushed its batch of spans.
         until(lambda: {"model.predict", "record.commit"} <= {s.name for s in receiver.spans}, what="spans exported")
     spans = [s for s in receiver.spans if s.trace_id == TRACE_ID]
-    assert {s.name for s in spans} >= {"POST /api/v1/evaluations", "model.predict", "POST /predict", "record.commit"}
+    assert {s.name for s in spans} >= {
+        "POST /api/v1/evaluations",
+        "model.predict",
+        "POST /predict_batch",
+        "record.commit",
+    }
     assert {s.service for s in spans} == {"evaluation-api-test"}
 
 
@@ -209,7 +214,7 @@ def test_one_trace_across_the_real_api_and_model_service(tmp_path: Path, artifac
 
         def both() -> bool:
             services = {(s.service, s.name) for s in receiver.spans if s.trace_id == TRACE_ID}
-            return {("evaluation-api", "POST /predict"), ("model-service", "POST /predict")} <= services
+            return {("evaluation-api", "POST /predict_batch"), ("model-service", "POST /predict_batch")} <= services
 
         model.start(timeout=180)
         try:
@@ -226,7 +231,7 @@ def test_one_trace_across_the_real_api_and_model_service(tmp_path: Path, artifac
         finally:
             model.stop()
     spans = [s for s in receiver.spans if s.trace_id == TRACE_ID]
-    client = next(s for s in spans if s.service == "evaluation-api" and s.name == "POST /predict")
-    server = next(s for s in spans if s.service == "model-service" and s.name == "POST /predict")
+    client = next(s for s in spans if s.service == "evaluation-api" and s.name == "POST /predict_batch")
+    server = next(s for s in spans if s.service == "model-service" and s.name == "POST /predict_batch")
     assert server.parent_span_id == client.span_id
     assert not any(s.name.startswith("GET /readyz") for s in receiver.spans)

@@ -7,6 +7,7 @@ test_service_http.py.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import sys
@@ -24,6 +25,12 @@ from models import CARD_PATH, FEATURES, MODEL_NAME, PICKLE_PATH
 from tests.utils.artifacts import code_running_pickle
 from tests.utils.data import BAD_INPUTS, BadInput, cc_general_frame, customer, customers_from_frame
 from tests.utils.store import IsolatedStore
+
+
+def _predict(segmentation: Any, customers: list[Any]) -> list[Any]:
+    """`predict` is async (BentoML calls it on the worker's event loop): run it to completion here."""
+    result: list[Any] = asyncio.run(segmentation.predict(customers))
+    return result
 
 
 def _centroid_customers(card: dict[str, Any]) -> list[dict[str, float]]:
@@ -50,7 +57,7 @@ def test_starting_leaves_no_file_open(segmentation: Any) -> None:
 
 
 def test_each_segments_centroid_is_predicted_as_that_segment(segmentation: Any, committed_card: dict[str, Any]) -> None:
-    predictions = segmentation.predict(_centroid_customers(committed_card))
+    predictions = _predict(segmentation, _centroid_customers(committed_card))
 
     assert [p["cluster"] for p in predictions] == [s.id for s in SEGMENTS]
     assert [p["segment"] for p in predictions] == [s.key for s in SEGMENTS]
@@ -63,7 +70,7 @@ def test_each_segments_centroid_is_predicted_as_that_segment(segmentation: Any, 
 
 def test_predictions_are_the_pipelines(segmentation: Any, committed_pipeline: Pipeline) -> None:
     customers = customers_from_frame(cc_general_frame(n=500, seed=21))
-    predictions = segmentation.predict(customers)
+    predictions = _predict(segmentation, customers)
 
     X = _as_matrix(customers)
     assert [p["cluster"] for p in predictions] == committed_pipeline.predict(X).tolist()
@@ -74,20 +81,20 @@ def test_predictions_are_the_pipelines(segmentation: Any, committed_pipeline: Pi
 
 def test_a_batch_keeps_its_order(segmentation: Any) -> None:
     customers = customers_from_frame(cc_general_frame(n=200, seed=22))
-    forward = segmentation.predict(customers)
-    backward = segmentation.predict(list(reversed(customers)))
+    forward = _predict(segmentation, customers)
+    backward = _predict(segmentation, list(reversed(customers)))
     assert list(reversed(backward)) == forward
-    one_by_one = [segmentation.predict([c])[0] for c in customers[:20]]
+    one_by_one = [_predict(segmentation, [c])[0] for c in customers[:20]]
     assert one_by_one == forward[:20]
 
 
 def test_an_empty_list_gives_an_empty_list(segmentation: Any) -> None:
-    assert segmentation.predict([]) == []
+    assert _predict(segmentation, []) == []
 
 
 async def test_the_async_wrapper_predicts_the_same(segmentation: Any) -> None:
     customers = [customer(), customer(cash_advance=2500.0, purchases=0.0, balance=800.0)]
-    assert await segmentation.to_async.predict(customers=customers) == segmentation.predict(customers)
+    assert await segmentation.to_async.predict(customers=customers) == await segmentation.predict(customers)
 
 
 def test_metadata(segmentation: Any, committed_card: dict[str, Any], committed_tag: str) -> None:
@@ -159,7 +166,7 @@ def test_bulk_predictions_are_the_pipelines_in_order(segmentation: Any, committe
 def test_bulk_and_predict_agree(segmentation: Any) -> None:
     customers = customers_from_frame(cc_general_frame(n=200, seed=24))
     assert segmentation.predict_bulk(_as_matrix(customers)).tolist() == [
-        p["cluster"] for p in segmentation.predict(customers)
+        p["cluster"] for p in _predict(segmentation, customers)
     ]
 
 

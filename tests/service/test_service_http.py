@@ -27,6 +27,8 @@ from tests.utils.store import IsolatedStore
 pytestmark = pytest.mark.slow
 
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+# /predict (adaptive batching) and /predict_batch (for callers that batch themselves): one contract.
+PATHS = ["/predict", "/predict_batch"]
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +48,11 @@ def _post_raw(client: httpx.Client, body: str, *, path: str = "/predict") -> htt
 # --- predictions ----------------------------------------------------------------------------------
 
 
-def test_one_customer(client: httpx.Client, committed_pipeline: Pipeline, committed_tag: str) -> None:
+@pytest.mark.parametrize("path", PATHS)
+def test_one_customer(client: httpx.Client, committed_pipeline: Pipeline, committed_tag: str, path: str) -> None:
     c = customer(balance=800.0, purchases=0.0, cash_advance=2500.0, credit_limit=2500.0, payments=600.0)
 
-    response = client.post("/predict", json={"customers": [c]})
+    response = client.post(path, json={"customers": [c]})
 
     assert response.status_code == 200
     assert response.headers["x-model-version"] == committed_tag.split(":")[1]
@@ -60,10 +63,11 @@ def test_one_customer(client: httpx.Client, committed_pipeline: Pipeline, commit
     np.testing.assert_allclose(prediction["distances"], committed_pipeline.transform(_matrix([c]))[0], atol=1e-6)
 
 
-def test_a_batch_in_order_equal_to_the_pipeline(client: httpx.Client, committed_pipeline: Pipeline) -> None:
+@pytest.mark.parametrize("path", PATHS)
+def test_a_batch_in_order_equal_to_the_pipeline(client: httpx.Client, committed_pipeline: Pipeline, path: str) -> None:
     customers = customers_from_frame(cc_general_frame(n=500, seed=31))
 
-    response = client.post("/predict", json={"customers": customers})
+    response = client.post(path, json={"customers": customers})
 
     assert response.status_code == 200
     predictions = response.json()
@@ -73,8 +77,9 @@ def test_a_batch_in_order_equal_to_the_pipeline(client: httpx.Client, committed_
     np.testing.assert_allclose([p["distances"] for p in predictions], committed_pipeline.transform(X), atol=1e-6)
 
 
-def test_an_empty_batch(client: httpx.Client) -> None:
-    response = client.post("/predict", json={"customers": []})
+@pytest.mark.parametrize("path", PATHS)
+def test_an_empty_batch(client: httpx.Client, path: str) -> None:
+    response = client.post(path, json={"customers": []})
     assert (response.status_code, response.json()) == (200, [])
 
 
@@ -109,9 +114,10 @@ def test_64_concurrent_clients_get_no_503(model_service_server: Server) -> None:
 # --- bad input: 400 naming the field, never 5xx -------------------------------------------------------
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("bad", BAD_INPUTS, ids=lambda b: b.id)
-def test_bad_input_is_a_400_naming_the_field(client: httpx.Client, bad: BadInput) -> None:
-    response = _post_raw(client, bad.body)
+def test_bad_input_is_a_400_naming_the_field(client: httpx.Client, bad: BadInput, path: str) -> None:
+    response = _post_raw(client, bad.body, path=path)
 
     assert response.status_code == 400, response.text
     body = response.json()
@@ -120,10 +126,11 @@ def test_bad_input_is_a_400_naming_the_field(client: httpx.Client, bad: BadInput
     assert all({"type", "loc", "msg"} <= set(d) for d in body["detail"])
 
 
-def test_every_bad_customer_of_a_batch_is_named(client: httpx.Client) -> None:
+@pytest.mark.parametrize("path", PATHS)
+def test_every_bad_customer_of_a_batch_is_named(client: httpx.Client, path: str) -> None:
     customers = [customer(), customer(balance=-1.0), customer(), {**customer(), "purchases": "10"}]
 
-    response = client.post("/predict", json={"customers": customers})
+    response = client.post(path, json={"customers": customers})
 
     assert response.status_code == 400
     assert [d["loc"] for d in response.json()["detail"]] == [["customers", 1, "balance"], ["customers", 3, "purchases"]]
@@ -150,8 +157,9 @@ def test_odd_bodies_are_never_a_server_error(client: httpx.Client, body: str, co
     assert response.status_code < 500, response.text
 
 
-def test_an_unknown_top_level_field_is_a_400(client: httpx.Client) -> None:
-    response = client.post("/predict", json={"customers": [customer()], "dry_run": True})
+@pytest.mark.parametrize("path", PATHS)
+def test_an_unknown_top_level_field_is_a_400(client: httpx.Client, path: str) -> None:
+    response = client.post(path, json={"customers": [customer()], "dry_run": True})
     assert response.status_code == 400
     assert [d["loc"] for d in response.json()["detail"]] == [["dry_run"]]
 

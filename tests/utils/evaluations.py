@@ -175,7 +175,7 @@ class ModelServiceStub:
             if not self.ready:
                 raise httpx.ConnectError("connection refused", request=request)
             return httpx.Response(200, json=metadata(self.version))
-        if request.url.path != "/predict":
+        if request.url.path not in ("/predict", "/predict_batch"):  # the same contract, batched or not
             return httpx.Response(404)
         self.calls.append(request)
         behaviour = self.script.popleft() if self.script else self.default
