@@ -16,7 +16,7 @@ export MODEL_SERVICE_PORT ?= 3000
 export API_PORT ?= 8000
 export RUN_DIR ?= $(CURDIR)/var
 
-.PHONY: help setup system-deps model import serve-model serve-api run test lint bench bento clean
+.PHONY: help setup lock system-deps model import serve-model serve-api run test lint bench bento clean
 .PHONY: podman-deps podman-check images images-clean stack stack-down test-images
 
 # Images and the containerised stack (docs/DEPLOY.md): podman, no Docker engine or registry needed.
@@ -39,13 +39,24 @@ export GATEWAY_PORT ?= 8080
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements/*.txt
+$(VENV)/.installed: requirements/lock/dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements/dev.txt -c requirements/constraints.txt
+	$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r requirements/lock/dev.txt
 	touch $@
 
-setup: $(VENV)/.installed ## Build .venv with the pinned dependencies
+setup: $(VENV)/.installed ## Build .venv with the pinned dependencies (hash-checked)
+
+# requirements/*.txt name what each program needs; constraints.txt pins every package of the tree.
+# `make lock` resolves them into requirements/lock/*.txt with every file's sha256, and everything
+# installs from a lock with --require-hashes: a package changed on the index is refused.
+LOCKED := dev evaluation-api model-service
+lock: ## Regenerate requirements/lock/*.txt (with hashes) after changing requirements/ (needs PyPI)
+	@test -x $(VENV)/bin/uv || $(PY) -m pip install -q --disable-pip-version-check uv==0.13.8
+	for f in $(LOCKED); do \
+		$(VENV)/bin/uv pip compile requirements/$$f.txt -c requirements/constraints.txt --generate-hashes \
+			--universal --python-version 3.11 --no-header --no-annotate -q -o requirements/lock/$$f.txt || exit 1; \
+	done
 
 system-deps: ## Debian packages the tests and benchmarks need: chromium (browser test), nginx (gateway), wrk (load), promtool (alert rules)
 	@if ! command -v chromium >/dev/null || ! command -v nginx >/dev/null || ! command -v wrk >/dev/null \

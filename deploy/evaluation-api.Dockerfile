@@ -12,11 +12,11 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
-COPY requirements/evaluation-api.txt requirements/constraints.txt /tmp/requirements/
+COPY requirements/lock/evaluation-api.txt /tmp/requirements/
 # Wheels only: every pinned package has one for CPython 3.11 on Linux, so no compiler is needed
 # and none is installed; a package that would need one fails the build here instead.
 RUN /opt/venv/bin/pip install --only-binary=:all: \
-        -r /tmp/requirements/evaluation-api.txt -c /tmp/requirements/constraints.txt
+        --require-hashes -r /tmp/requirements/evaluation-api.txt
 
 # --- runtime: the virtualenv and the package, run by an unprivileged user ---------------------
 FROM ${PYTHON_IMAGE}

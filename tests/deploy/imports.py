@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -95,13 +96,17 @@ def _third_party(top: str) -> bool:
 def requirement_closure(requirements_file: Path) -> set[str]:
     """Canonical names of the distributions that `pip install -r requirements_file` installs."""
     todo: list[Requirement] = []
-    for raw in requirements_file.read_text(encoding="utf-8").splitlines():
-        line = raw.split("#", 1)[0].strip()
+    environment = default_environment()
+    # A lock file (requirements/lock/) continues lines with a backslash and adds --hash options.
+    text = requirements_file.read_text(encoding="utf-8").replace("\\\n", " ")
+    for raw in text.splitlines():
+        line = re.sub(r"\s--hash=\S+", "", " " + raw.split("#", 1)[0]).strip()
         if line:
             assert not line.startswith("-"), f"{requirements_file}: options are not read here ({line})"
-            todo.append(Requirement(line))
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate(environment):  # type: ignore[arg-type]
+                todo.append(requirement)
     seen: set[tuple[str, frozenset[str]]] = set()
-    environment = default_environment()
     while todo:
         requirement = todo.pop()
         key = (canonicalize_name(requirement.name), frozenset(requirement.extras))

@@ -54,14 +54,24 @@ def test_the_bento_carries_the_service_and_the_model_from_the_store(bento: Built
 def test_the_bento_pins_python_and_the_packages(bento: BuiltBento) -> None:
     assert bento.info["image"]["python_version"] == "3.11"
     assert re.search(r"^FROM python:3\.11-slim\b", bento.dockerfile, re.MULTILINE)
-    pins = {
-        line.strip()
-        for line in (ROOT / "requirements" / "model-service.txt").read_text(encoding="utf-8").splitlines()
-        if line.strip() and not line.startswith("#")
-    }
-    assert all("==" in pin for pin in pins)
-    installed = set((bento.path / "env" / "python" / "requirements.txt").read_text(encoding="utf-8").splitlines())
-    assert pins <= installed
+    # The Bento installs the hashed lock: every pin with its hashes. BentoML appends its own pin
+    # (`bentoml==<its version>`, no hash) whatever the file says; it must be the locked version.
+    lock = _hashed_pins((ROOT / "requirements" / "lock" / "model-service.txt").read_text(encoding="utf-8"))
+    installed = _hashed_pins((bento.path / "env" / "python" / "requirements.txt").read_text(encoding="utf-8"))
+    assert lock and all(hashes for hashes in lock.values())
+    assert {pin: hashes for pin, hashes in installed.items() if hashes} == lock
+    assert {pin for pin, hashes in installed.items() if not hashes} <= {p for p in lock if p.startswith("bentoml==")}
+
+
+def _hashed_pins(text: str) -> dict[str, frozenset[str]]:
+    """`name==version` -> its hashes, from a requirements file (markers left out: tools spell them differently)."""
+    pins: dict[str, frozenset[str]] = {}
+    for line in text.replace("\\\n", " ").splitlines():
+        spec = re.sub(r"\s--hash=\S+", "", " " + line.split("#", 1)[0]).split(";", 1)[0].strip()
+        if spec:
+            hashes = frozenset(re.findall(r"--hash=(\S+)", line))
+            pins[spec] = pins.get(spec, frozenset()) | hashes
+    return pins
 
 
 def test_the_kubernetes_pod_fits_the_bento_image_and_its_declared_resources(

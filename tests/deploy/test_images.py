@@ -72,7 +72,7 @@ def test_the_api_image_is_slim_unprivileged_and_without_build_tools() -> None:
     assert all(stage.base.startswith("python:3.11-slim") for stage in stages)
     # Wheels only, so the build needs no compiler either.
     (pip,) = [r.args for r in build.all("RUN") if "pip install" in r.args]
-    assert "--only-binary=:all:" in pip and "-c /tmp/requirements/constraints.txt" in pip
+    assert "--only-binary=:all:" in pip and "--require-hashes -r /tmp/requirements/evaluation-api.txt" in pip
     assert not [r.args for r in final.all("RUN") if BUILD_TOOLS.search(r.args)]
     copies_from_build = [c for c in final.all("COPY") if c.flags_and_words()[0].get("from") == build.name]
     assert [c.flags_and_words()[1] for c in copies_from_build] == [["/opt/venv", "/opt/venv"]]
@@ -138,7 +138,7 @@ def test_the_bento_runs_a_service_class_that_exists() -> None:
     module, _, cls = bentofile["service"].partition(":")
     assert _defines(module, cls)
     assert bentofile["docker"]["python_version"] == "3.11"
-    assert bentofile["python"]["requirements_txt"] == "requirements/model-service.txt"
+    assert bentofile["python"]["requirements_txt"] == "requirements/lock/model-service.txt"
 
 
 def test_the_bento_packs_and_installs_everything_the_model_service_imports(tmp_path: Path) -> None:

@@ -71,7 +71,8 @@ def test_nothing_local_is_packed(built: tuple[IsolatedStore, str, Path]) -> None
 def test_requirements_pin_bentoml_and_scikit_learn(built: tuple[IsolatedStore, str, Path]) -> None:
     _, _, bento = built
     requirements = (bento / "env" / "python" / "requirements.txt").read_text(encoding="utf-8")
-    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", requirements, flags=re.MULTILINE))
+    # A hashed lock: `name==version \` with its --hash lines after it.
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==([^\s;\\]+)", requirements, flags=re.MULTILINE))
     assert "bentoml" in pins and "scikit-learn" in pins
     from importlib import metadata
 
