@@ -189,7 +189,7 @@ window.Session = (() => {
         final.dataset.testid = "mine-final";
         tr.append(
           cell(Number.isNaN(when.getTime()) ? "" : dateTime.format(when)),
-          cell(item.name || ""),
+          cell(item.anonymized ? "Dados anonimizados" : item.name || ""),
           cell(DECISION_LABELS[item.decision] || item.decision || ""),
           final,
           cell((item.segment && (item.segment.description || item.segment.key)) || ""),

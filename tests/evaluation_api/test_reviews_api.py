@@ -366,3 +366,28 @@ def test_a_review_decision_is_never_recorded_without_its_case(start_app: Callabl
     with sqlite3.connect(db_path) as connection:
         assert connection.execute("SELECT decision FROM evaluations").fetchall() == [("approved",)]
         assert connection.execute("SELECT count(*) FROM review_cases").fetchone() == (0,)
+
+
+def test_lists_show_names_decrypted_the_final_status_and_find_customers_by_their_id(people: People) -> None:
+    reviewed = people.evaluate("ana", "high_limit_revolvers", name="Lista Um", customer_id="LISTA-1")
+    plain = people.evaluate("ana", "credit_purchasers_good_payers", name="Lista Dois", customer_id="LISTA-2")
+    [item] = people.queue()["items"]
+    assert people.decide("rita", item["id"], decision="denied", justification=JUSTIFICATION).status_code == 200
+
+    mine = people.client.get(URL, headers=people.headers["ana"]).json()["items"]
+    by_id = {i["id"]: i for i in mine}
+    assert by_id[reviewed["id"]]["name"] == "Lista Um" and by_id[reviewed["id"]]["customer_id"] == "LISTA-1"
+    assert by_id[reviewed["id"]]["review"] == {"id": item["id"], "status": "closed", "final_decision": "denied"}
+    assert by_id[plain["id"]]["review"] is None and by_id[plain["id"]]["anonymized"] is False
+
+    # Customer ids are stored encrypted: the filter finds them by their keyed hash.
+    found = people.client.get(URL, params={"customer_id": "LISTA-2"}, headers=people.headers["aldo"]).json()
+    assert [i["id"] for i in found["items"]] == [plain["id"]]
+    # ... and the audit event of the list names no customer id.
+    trail = people.client.get("/api/v1/audit", params={"action": "evaluation.list"}, headers=people.headers["aldo"])
+    assert "LISTA-2" not in str(trail.json())
+
+    people.client.post("/api/v1/data-subjects/LISTA-1/anonymize", headers=people.headers["dora"])
+    anonymized = {i["id"]: i for i in people.client.get(URL, headers=people.headers["ana"]).json()["items"]}
+    assert anonymized[reviewed["id"]]["anonymized"] is True
+    assert anonymized[reviewed["id"]]["name"] is None and anonymized[reviewed["id"]]["customer_id"] is None
