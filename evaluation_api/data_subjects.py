@@ -15,11 +15,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, Engine, select, update
 
-from evaluation_api import audit
+from evaluation_api import audit, review_store
 from evaluation_api.db import EvaluationRow
 from evaluation_api.protection import DataKeys
-from evaluation_api.record_view import read_records_in
-from evaluation_api.schemas import EvaluationRecord
+from evaluation_api.record_view import read_records_in, review_public
+from evaluation_api.schemas import EvaluationRecord, ReviewPublic
 
 _ERASED: dict[str, Any] = {"customer_name": None, "customer_id": None, "customer_id_hash": None}
 RETENTION_ACTOR = "retencao"
@@ -31,6 +31,7 @@ class DataSubjectExport(BaseModel):
     customer_id: str
     generated_at: datetime
     evaluations: list[EvaluationRecord] = Field(description="Oldest first, each with its newest review case")
+    reviews: list[ReviewPublic] = Field(description="Every review case of those evaluations, oldest first")
 
 
 class AnonymizationResult(BaseModel):
@@ -58,8 +59,15 @@ def export(
     with engine.begin() as connection:
         ids = _ids_of(connection, keys, customer_id)
         records = read_records_in(connection, keys, ids)
+        cases = review_store.cases_of(connection, keys, ids)
         audit.append(connection, *_events(context, "data_subject.export", ids))
-    return DataSubjectExport(customer_id=customer_id, generated_at=now, evaluations=records)
+    every_case = sorted((c for found in cases.values() for c in found), key=lambda c: (c.opened_at, c.id))
+    return DataSubjectExport(
+        customer_id=customer_id,
+        generated_at=now,
+        evaluations=records,
+        reviews=[review_public(c) for c in every_case],
+    )
 
 
 def anonymize(

@@ -250,6 +250,8 @@ def test_the_dpo_exports_everything_about_a_customer_then_anonymises_it(people: 
     assert [e["id"] for e in data["evaluations"]] == [first["id"], second["id"]]
     assert {e["input"]["name"] for e in data["evaluations"]} == {name}
     assert data["evaluations"][0]["review"]["status"] == "open"  # its review case goes with it
+    assert [r["evaluation_id"] for r in data["reviews"]] == [first["id"]]  # every case, with its history
+    assert data["reviews"][0]["history"][0]["action"] == "opened"
 
     for who in ("ana", "rita", "aldo"):
         assert people.client.post(f"{url}/anonymize", headers=people.headers[who]).status_code == 403
