@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # Secret and sets DATA_KEYS_CREATE=false, so that a missing Secret stops the start.
     data_keys_path: Path | None = None
     data_keys_create: bool = True
+    # Or the key file's content itself (JSON), from the environment: Compose, where the image has no
+    # writable place for a generated file. Rotation (python -m evaluation_api.keys) needs the file.
+    data_keys: SecretStr | None = None
     # Records older than this are anonymised by `python -m evaluation_api.retention` (LGPD art. 16).
     retention_days: int = Field(1825, ge=1, le=36500)
 

@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = get_settings()
+    if settings.data_keys is not None:
+        parser.error("DATA_KEYS is set: rotation rewrites a key file (DATA_KEYS_PATH); see docs/DEPLOY.md")
     key_file = settings.data_keys_file()
     engine = make_engine(settings.database_url)
     try:

@@ -32,7 +32,7 @@ from evaluation_api.model_client import ModelClient
 from evaluation_api.monitoring import DriftMonitor
 from evaluation_api.observability import Metrics, RequestIdMiddleware, configure_logging
 from evaluation_api.policy import load_policy
-from evaluation_api.protection import DataKeys
+from evaluation_api.protection import load_data_keys
 from evaluation_api.routes import (
     accounts,
     audit,
@@ -89,7 +89,10 @@ def create_app(
             sqlite_synchronous=settings.sqlite_synchronous,
         )
         data_keys = await asyncio.to_thread(
-            DataKeys.from_file, settings.data_keys_file(), create=settings.data_keys_create
+            load_data_keys,
+            content=settings.data_keys.get_secret_value() if settings.data_keys else None,
+            path=settings.data_keys_file(),
+            create=settings.data_keys_create,
         )
         if settings.auto_migrate:
             await asyncio.to_thread(

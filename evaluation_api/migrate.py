@@ -23,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from evaluation_api.config import PACKAGE_DIR, get_settings
 from evaluation_api.db import make_engine
-from evaluation_api.protection import DataKeys
+from evaluation_api.protection import DataKeys, load_data_keys
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,11 @@ def migration_data_keys(attributes: dict[str, object]) -> DataKeys:
     if isinstance(keys, DataKeys):
         return keys
     settings = get_settings()
-    return DataKeys.from_file(settings.data_keys_file(), create=settings.data_keys_create)
+    return load_data_keys(
+        content=settings.data_keys.get_secret_value() if settings.data_keys else None,
+        path=settings.data_keys_file(),
+        create=settings.data_keys_create,
+    )
 
 
 if __name__ == "__main__":

@@ -111,6 +111,14 @@ def read_key_file(path: Path) -> KeyMaterial:
     return KeyMaterial.parse(text, source=str(path))
 
 
+def load_data_keys(*, content: str | None, path: Path, create: bool) -> DataKeys:
+    """The keys from `content` (the key file's JSON, e.g. an environment variable) when given, else
+    from the file at `path` (generated first if `create` and missing)."""
+    if content is not None:
+        return DataKeys(KeyMaterial.parse(content, source="DATA_KEYS"))
+    return DataKeys.from_file(path, create=create)
+
+
 class DataKeys:
     """Encrypts and decrypts personal values and hashes customer ids, with the keys of one key file.
 

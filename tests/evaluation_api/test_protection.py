@@ -14,7 +14,14 @@ from sqlalchemy import select, update
 
 from evaluation_api import keys as key_commands
 from evaluation_api.db import EvaluationRow, make_engine
-from evaluation_api.protection import DataKeyError, DataKeys, KeyMaterial, read_key_file, write_key_file
+from evaluation_api.protection import (
+    DataKeyError,
+    DataKeys,
+    KeyMaterial,
+    load_data_keys,
+    read_key_file,
+    write_key_file,
+)
 from evaluation_api.review_store import ReviewCaseRow
 from evaluation_api.roles import Role
 from tests.utils.evaluations import SEGMENT_CUSTOMERS, TestClient, body
@@ -45,6 +52,18 @@ def test_a_missing_or_malformed_key_file_stops_with_a_message_naming_it(tmp_path
     bad.write_text('{"encryption_keys": ["not-a-key"], "hash_key": "x"}', encoding="utf-8")
     with pytest.raises(DataKeyError, match=r"bad\.json"):
         DataKeys.from_file(bad)
+
+
+def test_the_keys_may_come_from_the_environment_instead_of_a_file(
+    start_app: Callable[..., Any], tmp_path: Path
+) -> None:
+    material = KeyMaterial.generate()
+    with start_app(data_keys=material.dumps()) as client:
+        created = client.post(URL, json=body(name=NAME)).json()
+        assert client.get(f"{URL}/{created['id']}").json()["input"]["name"] == NAME
+    assert not (tmp_path / "data-keys.json").exists()  # nothing generated
+    with pytest.raises(DataKeyError, match="DATA_KEYS"):
+        load_data_keys(content='{"encryption_keys": []}', path=tmp_path / "x.json", create=True)
 
 
 def test_values_are_encrypted_with_a_fresh_iv_and_ids_hashed_with_the_key() -> None:
