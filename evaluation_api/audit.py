@@ -30,6 +30,14 @@ ACTIONS = (
     "account.password_reset",
     "api_key.create",
     "api_key.revoke",
+    # Review of automated decisions (evaluation_api/reviews.py) and data-subject requests.
+    "review.open",
+    "review.request",
+    "review.list",
+    "review.read",
+    "review.decide",
+    "data_subject.export",
+    "anonymize",
 )
 
 

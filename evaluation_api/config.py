@@ -55,6 +55,16 @@ class Settings(BaseSettings):
     # a crash of the API, not a power cut or a kernel crash (the last commits before one may be lost;
     # the file stays consistent). FULL: an fsync per commit, which also survives a power cut.
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    # Protection at rest (evaluation_api/protection.py): the data key file. Unset: data-keys.json beside
+    # the SQLite file (var/ for `make run`), or under var/ for PostgreSQL. Kubernetes mounts it from a
+    # Secret and sets DATA_KEYS_CREATE=false, so that a missing Secret stops the start.
+    data_keys_path: Path | None = None
+    data_keys_create: bool = True
+    # Or the key file's content itself (JSON), from the environment: Compose, where the image has no
+    # writable place for a generated file. Rotation (python -m evaluation_api.keys) needs the file.
+    data_keys: SecretStr | None = None
+    # Records older than this are anonymised by `python -m evaluation_api.retention` (LGPD art. 16).
+    retention_days: int = Field(1825, ge=1, le=36500)
 
     # Identity (docs/ARCHITECTURE.md, "Identity"). The signing key of the API's own tokens: from the
     # environment (a Secret in Kubernetes), else a file generated on first start (0600) for `make run`.
@@ -114,6 +124,13 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite:///", "postgresql+psycopg://")):
             raise ValueError("DATABASE_URL must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
         return value
+
+    def data_keys_file(self) -> Path:
+        if self.data_keys_path is not None:
+            return self.data_keys_path
+        if self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url.removeprefix("sqlite:///")).parent / "data-keys.json"
+        return PROJECT_DIR / "var" / "data-keys.json"
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

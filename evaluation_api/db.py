@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,12 +24,14 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Column,
+    Connection,
     DateTime,
     Engine,
     Float,
     Integer,
     String,
     Table,
+    Text,
     create_engine,
     event,
     insert,
@@ -60,8 +62,12 @@ class EvaluationRow(Base):
         Column("id", String(36), primary_key=True),
         Column("request_id", String(64), nullable=False, index=True),
         Column("channel", String(16), nullable=False),
-        Column("customer_name", String(120), nullable=False),
-        Column("customer_id", String(64), nullable=True, index=True),
+        # Personal data, encrypted (evaluation_api/protection.py): Fernet tokens, never plain text. NULL
+        # once the record is anonymised (a data-subject request, or retention), as anonymized_at says.
+        Column("customer_name", Text, nullable=True),
+        Column("customer_id", Text, nullable=True),
+        Column("customer_id_hash", String(64), nullable=True, index=True),
+        Column("anonymized_at", DateTime(timezone=True), nullable=True),
         *(Column(name, Float, nullable=False) for name in FEATURE_NAMES),
         Column("segment_id", Integer, nullable=False),
         Column("segment_key", String(64), nullable=False),
@@ -81,8 +87,10 @@ class EvaluationRow(Base):
     id: Mapped[str]
     request_id: Mapped[str]
     channel: Mapped[str]
-    customer_name: Mapped[str]
+    customer_name: Mapped[str | None]
     customer_id: Mapped[str | None]
+    customer_id_hash: Mapped[str | None]
+    anonymized_at: Mapped[datetime | None]
     segment_id: Mapped[int]
     segment_key: Mapped[str]
     distances: Mapped[list[float]]
@@ -125,6 +133,8 @@ def make_engine(
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
+            # What is deleted or overwritten is zeroed, not left in free pages (anonymisation, LGPD art. 18).
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
         return engine
@@ -202,6 +212,10 @@ class WriterHealth:
     stalled: bool
 
 
+# Writes what must exist with a group of new records, in their transaction (review cases).
+Companions = Callable[[Connection, Sequence[dict[str, Any]]], None]
+
+
 class RecordWriter:
     """Commits records in groups on one thread; `await write(row)` returns once its group committed.
 
@@ -221,8 +235,16 @@ class RecordWriter:
 
     MAX_GROUP = 500
 
-    def __init__(self, engine: Engine, *, queue_max: int = 1000, commit_timeout_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        queue_max: int = 1000,
+        commit_timeout_s: float = 2.0,
+        companions: Companions | None = None,
+    ) -> None:
         self._engine = engine
+        self._companions = companions
         self._queue_max = queue_max
         self._commit_timeout_s = commit_timeout_s
         self._lock = threading.Condition()
@@ -324,7 +346,10 @@ class RecordWriter:
         request_ids = ",".join(item.row["request_id"] for item in group)
         try:
             with self._engine.begin() as connection:
-                connection.execute(insert(EvaluationRow), [item.row for item in group])
+                rows = [item.row for item in group]
+                connection.execute(insert(EvaluationRow), rows)
+                if self._companions is not None:
+                    self._companions(connection, rows)
         except Exception as exc:  # the whole group rolled back: none of them is recorded
             logger.error(
                 "could not commit %d decision record(s): %s",

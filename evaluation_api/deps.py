@@ -12,6 +12,7 @@ from evaluation_api.db import RecordWriter
 from evaluation_api.evaluate import Evaluator
 from evaluation_api.model_client import ModelClient
 from evaluation_api.observability import request_id_var
+from evaluation_api.protection import DataKeys
 
 
 # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request per
@@ -41,12 +42,18 @@ async def get_record_writer(request: Request) -> RecordWriter:
     return writer
 
 
+async def get_data_keys(request: Request) -> DataKeys:
+    keys: DataKeys = request.app.state.data_keys
+    return keys
+
+
 async def get_request_id() -> str:
     return request_id_var.get()
 
 
 EvaluatorDep = Annotated[Evaluator, Depends(get_evaluator)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
+DataKeysDep = Annotated[DataKeys, Depends(get_data_keys)]
 ModelClientDep = Annotated[ModelClient, Depends(get_model_client)]
 IdentityDep = Annotated[Identity, Depends(get_identity)]
 RecordWriterDep = Annotated[RecordWriter, Depends(get_record_writer)]

@@ -24,6 +24,7 @@ from evaluation_api.model_client import ModelClient
 from evaluation_api.monitoring import DriftMonitor
 from evaluation_api.observability import Metrics
 from evaluation_api.policy import Policy, decide
+from evaluation_api.protection import DataKeys
 from evaluation_api.schemas import EvaluationCreate, EvaluationPublic, LegacyEvaluationCreate, ModelRef, SegmentPublic
 from evaluation_api.tracing import span
 
@@ -35,6 +36,7 @@ class Evaluator:
     model: ModelClient
     policy: Policy
     writer: RecordWriter
+    keys: DataKeys
     metrics: Metrics
     deadline_s: float
     monitor: DriftMonitor | None = None
@@ -87,8 +89,9 @@ class Evaluator:
             "id": evaluation_id,
             "request_id": request_id,
             "channel": channel,
-            "customer_name": body.name,
-            "customer_id": body.customer_id if isinstance(body, EvaluationCreate) else None,
+            **self.keys.protect_customer(
+                name=body.name, customer_id=body.customer_id if isinstance(body, EvaluationCreate) else None
+            ),
             **figures,
             "segment_id": segment.id,
             "segment_key": segment.key,

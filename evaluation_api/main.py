@@ -20,6 +20,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator import metrics as http_metrics
 
 from contract import DECISIONS, FEATURE_NAMES, SEGMENT_KEYS
+from evaluation_api import review_store
 from evaluation_api.access import Identity, authorize, install_error_handler
 from evaluation_api.body_limit import BodySizeLimit
 from evaluation_api.config import Settings, get_settings
@@ -31,7 +32,18 @@ from evaluation_api.model_client import ModelClient
 from evaluation_api.monitoring import DriftMonitor
 from evaluation_api.observability import Metrics, RequestIdMiddleware, configure_logging
 from evaluation_api.policy import load_policy
-from evaluation_api.routes import accounts, audit, auth, evaluations, figures, health, legacy
+from evaluation_api.protection import load_data_keys
+from evaluation_api.routes import (
+    accounts,
+    audit,
+    auth,
+    data_subjects,
+    evaluations,
+    figures,
+    health,
+    legacy,
+    reviews,
+)
 from evaluation_api.tracing import otlp_tracer_provider, tracer_of
 
 logger = logging.getLogger(__name__)
@@ -76,16 +88,27 @@ def create_app(
             keepalive_s=settings.database_keepalive_s,
             sqlite_synchronous=settings.sqlite_synchronous,
         )
+        data_keys = await asyncio.to_thread(
+            load_data_keys,
+            content=settings.data_keys.get_secret_value() if settings.data_keys else None,
+            path=settings.data_keys_file(),
+            create=settings.data_keys_create,
+        )
         if settings.auto_migrate:
             await asyncio.to_thread(
                 upgrade,
                 engine,
                 wait_s=settings.migration_wait_s,
                 lock_timeout_s=settings.migration_lock_timeout_s,
+                data_keys=data_keys,
             )
         writer = RecordWriter(
-            engine, queue_max=settings.record_queue_max, commit_timeout_s=settings.record_commit_timeout_s
+            engine,
+            queue_max=settings.record_queue_max,
+            commit_timeout_s=settings.record_commit_timeout_s,
+            companions=review_store.automatic_cases(data_keys),
         )
+        app.state.data_keys = data_keys
         app.state.identity = await asyncio.to_thread(Identity.start, settings, engine)
         model = ModelClient(
             base_url=str(settings.model_service_url),
@@ -111,6 +134,7 @@ def create_app(
             model=model,
             policy=policy,
             writer=writer,
+            keys=data_keys,
             metrics=metrics,
             deadline_s=settings.evaluation_deadline_s,
             monitor=monitor,
@@ -166,6 +190,8 @@ def create_app(
     app.include_router(auth.router)
     app.include_router(accounts.router)
     app.include_router(audit.router)
+    app.include_router(reviews.router)
+    app.include_router(data_subjects.router)
     # Two request metrics, not the default five (sizes, two latency histograms): each costs on every
     # request, and these two answer the questions we ask (rate and errors by route, latency).
     instrumentator = Instrumentator(registry=registry, excluded_handlers=["/metrics", "/healthz", "/readyz"])

@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from evaluation_api.config import PACKAGE_DIR, get_settings
 from evaluation_api.db import make_engine
+from evaluation_api.protection import DataKeys, load_data_keys
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +39,14 @@ def _set_local(connection: Connection, name: str, seconds: float) -> None:
     )
 
 
-def upgrade(engine: Engine, *, wait_s: float = 300.0, lock_timeout_s: float = 5.0) -> tuple[str | None, str | None]:
+def upgrade(
+    engine: Engine, *, wait_s: float = 300.0, lock_timeout_s: float = 5.0, data_keys: DataKeys | None = None
+) -> tuple[str | None, str | None]:
     """Migrate to head; return the revisions (before, after). On PostgreSQL, wait at most `wait_s` for
     another run's lock, and let each DDL statement wait at most `lock_timeout_s` for its table's lock
     (a migration must not queue the API's inserts behind it for long); no statement_timeout applies.
-    Raises OperationalError (lock_timeout) when a wait runs out: nothing is changed then."""
+    Raises OperationalError (lock_timeout) when a wait runs out: nothing is changed then. `data_keys`:
+    for the migrations that encrypt stored values; default, the settings' key file."""
     config = Config()
     config.set_main_option("script_location", str(PACKAGE_DIR / "migrations"))
     with engine.begin() as connection:
@@ -54,6 +58,7 @@ def upgrade(engine: Engine, *, wait_s: float = 300.0, lock_timeout_s: float = 5.
             _set_local(connection, "lock_timeout", lock_timeout_s)
         before = MigrationContext.configure(connection).get_current_revision()
         config.attributes["connection"] = connection
+        config.attributes["data_keys"] = data_keys
         command.upgrade(config, "head")
         after = MigrationContext.configure(connection).get_current_revision()
     return before, after
@@ -86,6 +91,19 @@ def main(argv: list[str] | None = None) -> int:
     else:
         logger.info("database schema migrated from %s to %s", before or "an empty database", after)
     return 0
+
+
+def migration_data_keys(attributes: dict[str, object]) -> DataKeys:
+    """The data keys a migration encrypts with: those upgrade() was given, or the settings' key file."""
+    keys = attributes.get("data_keys")
+    if isinstance(keys, DataKeys):
+        return keys
+    settings = get_settings()
+    return load_data_keys(
+        content=settings.data_keys.get_secret_value() if settings.data_keys else None,
+        path=settings.data_keys_file(),
+        create=settings.data_keys_create,
+    )
 
 
 if __name__ == "__main__":

@@ -43,7 +43,9 @@ def read_for(engine: Engine, evaluation_id: str, principal: Principal, context: 
 class ListFilters(BaseModel):
     created_by: str | None = None
     decision: Literal["approved", "review", "denied"] | None = None
-    customer_id: str | None = None
+    # The keyed hash of the customer id (evaluation_api/protection.py): ids are stored encrypted, and
+    # the audit event of a list names no customer id.
+    customer_id_hash: str | None = None
     since: datetime | None = None
     until: datetime | None = None
 
@@ -59,8 +61,8 @@ def list_for(
         query = query.where(EvaluationRow.created_by == created_by)
     if filters.decision is not None:
         query = query.where(EvaluationRow.decision == filters.decision)
-    if filters.customer_id is not None:
-        query = query.where(EvaluationRow.customer_id == filters.customer_id)
+    if filters.customer_id_hash is not None:
+        query = query.where(EvaluationRow.customer_id_hash == filters.customer_id_hash)
     if filters.since is not None:
         query = query.where(EvaluationRow.created_at >= filters.since)
     if filters.until is not None:
@@ -86,17 +88,25 @@ def utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+class ReviewSummary(BaseModel):
+    id: str
+    status: Literal["open", "closed"]
+    final_decision: Literal["approved", "denied"] | None
+
+
 class EvaluationSummary(BaseModel):
     """One line of a list: enough to recognise the evaluation; the record has the rest."""
 
     id: str
-    name: str = Field(description="The customer's name")
+    name: str | None = Field(description="The customer's name (null once anonymised)")
     customer_id: str | None
     decision: Literal["approved", "review", "denied"]
     segment: dict[str, str | int]
     channel: Literal["api", "legacy"]
     created_by: str | None
     evaluated_at: datetime
+    anonymized: bool = False
+    review: ReviewSummary | None = Field(None, description="The newest review case: its status and final decision")
 
 
 class EvaluationPage(BaseModel):

@@ -26,6 +26,9 @@ __all__ = [
     "LegacyEvaluationPublic",
     "ModelRef",
     "Reason",
+    "RecordInput",
+    "ReviewHistoryEntry",
+    "ReviewPublic",
     "SegmentPublic",
     "figure_limits",
 ]
@@ -148,14 +151,49 @@ class EvaluationPublic(BaseModel):
     request_id: str
 
 
+class RecordInput(CustomerFigures):
+    """The request as recorded. `name` and `customer_id` are null once the record is anonymised."""
+
+    name: str | None
+    customer_id: str | None = None
+
+
+class ReviewHistoryEntry(BaseModel):
+    at: datetime
+    actor: str
+    action: Literal["opened", "decided"]
+    note: str = Field(description="Why the case was opened, or the reviewer's justification")
+    decision: Literal["approved", "denied"] | None = None
+
+
+class ReviewPublic(BaseModel):
+    """The human review of the automated decision (LGPD art. 20). The automated `decision` never changes."""
+
+    id: str
+    evaluation_id: str
+    status: Literal["open", "closed"]
+    trigger: Literal["automatic", "requested"]
+    reason: str = Field(description="Why the case was opened")
+    opened_by: str
+    opened_at: datetime
+    final_decision: Literal["approved", "denied"] | None
+    reviewer: str | None
+    justification: str | None
+    decided_at: datetime | None
+    history: list[ReviewHistoryEntry]
+
+
 class EvaluationRecord(EvaluationPublic):
     """What is stored for review (LGPD art. 20): inputs, outputs, versions and where it came from."""
 
-    input: EvaluationCreate
+    input: RecordInput
     distances: list[float]
     channel: Literal["api", "legacy"]
     created_at: datetime
     created_by: str | None = Field(None, description="The account that made it (none before sign-in existed)")
+    anonymized: bool = Field(False, description="The name and customer id were erased (LGPD art. 18, or retention)")
+    anonymized_at: datetime | None = None
+    review: ReviewPublic | None = Field(None, description="The newest review case of this decision, if any")
 
 
 class LegacyEvaluationPublic(BaseModel):

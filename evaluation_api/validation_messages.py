@@ -35,6 +35,8 @@ _RULES: dict[str, tuple[str, str]] = {
     "model_attributes_type": ("object", "O corpo deve ser um objeto JSON."),
     "dict_type": ("object", "O corpo deve ser um objeto JSON."),
     "model_type": ("object", "O corpo deve ser um objeto JSON."),
+    "literal_error": ("choice", "Use um destes valores: {expected}."),
+    "justification_too_short": ("min_length", "A justificativa precisa ter pelo menos {min_length} caracteres."),
 }
 
 

@@ -44,6 +44,8 @@ window.Session = (() => {
     navMine.toggleAttribute("aria-current", page === "mine");
     if (page === "evaluate") navEvaluate.setAttribute("aria-current", "page");
     if (page === "mine") navMine.setAttribute("aria-current", "page");
+    // Other pages (frontend/review.js) hide themselves when another one is shown.
+    window.dispatchEvent(new CustomEvent("session:page", { detail: page }));
   }
 
   function showSignIn(message) {
@@ -94,6 +96,7 @@ window.Session = (() => {
     const me = await authorizedFetch(ME_URL);
     user = me.ok ? await me.json() : { name: username, roles: [] };
     $("user-name").textContent = user.name;
+    window.dispatchEvent(new CustomEvent("session:signed-in", { detail: user }));
     return "";
   }
 
@@ -148,6 +151,14 @@ window.Session = (() => {
     return td;
   }
 
+  /** The status that counts for the customer: the reviewer's decision once there is one (LGPD art. 20). */
+  function finalStatus(item) {
+    const review = item.review;
+    if (!review) return DECISION_LABELS[item.decision] || item.decision || "";
+    if (review.status === "open") return "Em revisão";
+    return `${DECISION_LABELS[review.final_decision] || review.final_decision} após revisão`;
+  }
+
   async function loadMine() {
     const rows = mine.querySelector('[data-testid="mine-rows"]');
     const table = mine.querySelector('[data-testid="mine-table"]');
@@ -174,10 +185,13 @@ window.Session = (() => {
         const tr = document.createElement("tr");
         tr.dataset.id = item.id;
         const when = new Date(String(item.evaluated_at).replace(/(\.\d{3})\d+/, "$1"));
+        const final = cell(finalStatus(item));
+        final.dataset.testid = "mine-final";
         tr.append(
           cell(Number.isNaN(when.getTime()) ? "" : dateTime.format(when)),
-          cell(item.name || ""),
+          cell(item.anonymized ? "Dados anonimizados" : item.name || ""),
           cell(DECISION_LABELS[item.decision] || item.decision || ""),
+          final,
           cell((item.segment && (item.segment.description || item.segment.key)) || ""),
         );
         const code = document.createElement("td");
@@ -207,6 +221,7 @@ window.Session = (() => {
   return {
     fetch: authorizedFetch,
     expired,
+    showPage,
     get signedIn() {
       return token !== null;
     },

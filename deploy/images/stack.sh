@@ -44,6 +44,9 @@ up() {
   for secret in POSTGRES_PASSWORD AUTH_SIGNING_KEY; do
     grep -q "^$secret=" "$ENV_FILE" || echo "$secret=$(python3 -c 'import secrets; print(secrets.token_hex(24))')" >> "$ENV_FILE"
   done
+  # The data keys (customer names are stored encrypted): a key file's content, on one line.
+  grep -q "^DATA_KEYS=" "$ENV_FILE" \
+    || echo "DATA_KEYS=$(.venv/bin/python -m evaluation_api.keys generate | tr -d '\n ')" >> "$ENV_FILE"
   for image in "$MODEL_SERVICE_IMAGE" "$API_IMAGE" "$GATEWAY_IMAGE" "$POSTGRES_IMAGE"; do
     podman image exists "$image" || { echo "stack: no image $image: run make images first" >&2; exit 1; }
   done

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from evaluation_api import accounts, audit, idempotency  # noqa: F401 (their tables join Base.metadata)
+from evaluation_api import accounts, audit, idempotency, review_store  # noqa: F401 (their tables join Base.metadata)
 from evaluation_api.db import Base
 
 config = context.config

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
@@ -10,14 +10,22 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from contract import FEATURE_NAMES, SEGMENTS_BY_KEY
+from contract import SEGMENTS_BY_KEY
 from evaluation_api import idempotency
 from evaluation_api.access import PrincipalDep, audit_context
-from evaluation_api.db import EvaluationRow, read_record
-from evaluation_api.deps import EngineDep, EvaluatorDep, RequestIdDep
+from evaluation_api.deps import DataKeysDep, EngineDep, EvaluatorDep, RequestIdDep
 from evaluation_api.errors import DatabaseUnavailable, EvaluationError, NotFound, ServiceUnavailable
 from evaluation_api.evaluate import Evaluator
-from evaluation_api.records import EvaluationPage, EvaluationSummary, ListFilters, list_for, read_for, utc
+from evaluation_api.record_view import newest_reviews, read_records, record_with_reviews
+from evaluation_api.records import (
+    EvaluationPage,
+    EvaluationSummary,
+    ListFilters,
+    ReviewSummary,
+    list_for,
+    read_for,
+    utc,
+)
 from evaluation_api.roles import Principal
 from evaluation_api.schemas import ErrorBody, EvaluationCreate, EvaluationPublic, EvaluationRecord
 
@@ -89,13 +97,13 @@ async def _idempotent(
         raise IdempotencyInProgress(retry_after_s=1)
     if isinstance(outcome, idempotency.Replay):
         try:
-            row = await run_in_threadpool(read_record, engine, outcome.evaluation_id)
+            records = await run_in_threadpool(read_records, engine, evaluator.keys, [outcome.evaluation_id])
         except SQLAlchemyError:
             raise DatabaseUnavailable() from None
-        if row is None:  # cannot happen: records are never deleted
+        if not records:  # cannot happen: records are never deleted
             raise IdempotencyConflict()
         response.headers["Idempotent-Replayed"] = "true"
-        return EvaluationPublic(**_record(row).model_dump(include=set(EvaluationPublic.model_fields)))
+        return EvaluationPublic(**records[0].model_dump(include=set(EvaluationPublic.model_fields)))
     try:
         result = await evaluator.evaluate(body, channel="api", request_id=request_id, created_by=principal.subject)
     except BaseException:
@@ -111,6 +119,7 @@ async def list_evaluations(
     request: Request,
     principal: PrincipalDep,
     engine: EngineDep,
+    keys: DataKeysDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     created_by: Annotated[str | None, Query(max_length=128, description="Reviewers, auditors, DPO: whose")] = None,
@@ -120,11 +129,18 @@ async def list_evaluations(
     until: Annotated[datetime | None, Query(description="Made before (ISO 8601)")] = None,
 ) -> EvaluationPage:
     """The caller's own evaluations, newest first (reviewers, auditors and the DPO: everyone's, filtered)."""
-    filters = ListFilters(created_by=created_by, decision=decision, customer_id=customer_id, since=since, until=until)
+    filters = ListFilters(
+        created_by=created_by,
+        decision=decision,
+        customer_id_hash=keys.customer_hash(customer_id) if customer_id is not None else None,
+        since=since,
+        until=until,
+    )
     try:
         rows, more = await run_in_threadpool(
             list_for, engine, principal, audit_context(request, principal), filters, limit=limit, offset=offset
         )
+        reviews = await run_in_threadpool(newest_reviews, engine, keys, [row.id for row in rows])
     except SQLAlchemyError:
         raise DatabaseUnavailable(
             "Não foi possível consultar as avaliações agora. Tente novamente em alguns segundos."
@@ -132,11 +148,12 @@ async def list_evaluations(
     items = []
     for row in rows:
         segment = SEGMENTS_BY_KEY.get(row.segment_key)
+        review = reviews.get(row.id)
         items.append(
             EvaluationSummary(
                 id=row.id,
-                name=row.customer_name,
-                customer_id=row.customer_id,
+                name=keys.decrypt(row.customer_name) if row.customer_name is not None else None,
+                customer_id=keys.decrypt(row.customer_id) if row.customer_id is not None else None,
                 decision=row.decision,
                 segment={
                     "id": row.segment_id,
@@ -146,45 +163,13 @@ async def list_evaluations(
                 channel=row.channel,
                 created_by=row.created_by,
                 evaluated_at=utc(row.evaluated_at),
+                anonymized=row.anonymized_at is not None,
+                review=ReviewSummary(id=review.id, status=review.status, final_decision=review.final_decision)
+                if review is not None
+                else None,
             )
         )
     return EvaluationPage(items=items, limit=limit, offset=offset, next_offset=offset + limit if more else None)
-
-
-def _utc(moment: datetime) -> datetime:
-    # SQLite keeps no time zone; every timestamp we write is UTC.
-    return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _record(row: EvaluationRow) -> EvaluationRecord:
-    segment = SEGMENTS_BY_KEY.get(row.segment_key)
-    # Validated from the stored values, except the input: stored as it was accepted, it is not
-    # checked again against today's rules.
-    return EvaluationRecord.model_validate(
-        {
-            "id": row.id,
-            "decision": row.decision,
-            "segment": {
-                "id": row.segment_id,
-                "key": row.segment_key,
-                "description": segment.description if segment else "",
-            },
-            "reasons": row.reasons,
-            "model": {"name": row.model_name, "version": row.model_version},
-            "policy_version": row.policy_version,
-            "evaluated_at": _utc(row.evaluated_at),
-            "request_id": row.request_id,
-            "input": EvaluationCreate.model_construct(
-                name=row.customer_name,
-                customer_id=row.customer_id,
-                **{name: getattr(row, name) for name in FEATURE_NAMES},
-            ),
-            "distances": row.distances,
-            "channel": row.channel,
-            "created_at": _utc(row.created_at),
-            "created_by": row.created_by,
-        }
-    )
 
 
 @router.get("/{evaluation_id}", response_model=EvaluationRecord, responses={404: {"model": ErrorBody}})
@@ -192,18 +177,20 @@ async def get_evaluation(
     request: Request,
     principal: PrincipalDep,
     engine: EngineDep,
+    keys: DataKeysDep,
     evaluation_id: str = Path(description="The id returned when the evaluation was made"),
 ) -> EvaluationRecord:
-    """The stored record of one decision: inputs, outputs, versions, request id and timestamps. For the
+    """The stored record of one decision: inputs, outputs, versions, request id and timestamps, whether it
+    was anonymised, and its human review (`review`: the newest case, with the final decision). For the
     account that made it, reviewers, auditors and the DPO; anyone else gets 404. Every read is audited."""
     if len(evaluation_id) > 36:  # ids are UUIDs: a longer one is simply not one of ours
         raise NotFound()
     try:
         row = await run_in_threadpool(read_for, engine, evaluation_id, principal, audit_context(request, principal))
+        if row is None:
+            raise NotFound()
+        return await run_in_threadpool(record_with_reviews, engine, keys, row)
     except SQLAlchemyError:
         raise DatabaseUnavailable(
             "Não foi possível consultar a avaliação agora. Tente novamente em alguns segundos."
         ) from None
-    if row is None:
-        raise NotFound()
-    return _record(row)

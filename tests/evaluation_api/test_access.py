@@ -21,7 +21,13 @@ from tests.utils.evaluations import TestClient, body
 from tests.utils.identity import bearer, create_account, create_key, token
 
 PARAM = re.compile(r"{([^}]+)}")
-PARAM_VALUES = {"evaluation_id": str(uuid.uuid4()), "username": "nobody-here", "key_id": str(uuid.uuid4())}
+PARAM_VALUES = {
+    "evaluation_id": str(uuid.uuid4()),
+    "username": "nobody-here",
+    "key_id": str(uuid.uuid4()),
+    "case_id": str(uuid.uuid4()),
+    "customer_id": "nobody-here",
+}
 
 
 def served_routes(app: FastAPI) -> Iterator[tuple[str, str]]:

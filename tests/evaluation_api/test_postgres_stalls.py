@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from evaluation_api.db import make_engine
 from evaluation_api.main import create_app
 from evaluation_api.migrate import MIGRATION_LOCK_KEY, upgrade
+from evaluation_api.protection import DataKeys
 from tests.utils.evaluations import body, make_settings
 from tests.utils.identity import analyst_headers
 from tests.utils.servers import ROOT, project_env
@@ -105,7 +106,9 @@ async def test_a_locked_records_table_is_503_within_the_deadline_then_evaluation
         assert (await client.get("/readyz")).status_code == 200
 
     with psycopg.connect(conninfo(url)) as connection:
-        names = [r[0] for r in connection.execute("SELECT customer_name FROM evaluations ORDER BY created_at")]
+        stored = [r[0] for r in connection.execute("SELECT customer_name FROM evaluations ORDER BY created_at")]
+    keys = DataKeys.from_file(settings.data_keys_file())  # names are stored encrypted
+    names = [keys.decrypt(name) for name in stored]
     assert names == ["Antes", "Depois"]  # none of the 503s left a row behind
 
 

@@ -24,6 +24,7 @@ from evaluation_api.config import PACKAGE_DIR
 from evaluation_api.db import Base, EvaluationRow, make_engine
 from evaluation_api.main import create_app
 from evaluation_api.migrate import upgrade
+from evaluation_api.protection import DataKeys
 from models import FEATURES
 from tests.utils.evaluations import SEGMENT_CUSTOMERS, ModelServiceStub, body, make_settings
 from tests.utils.identity import analyst_headers
@@ -55,27 +56,36 @@ def head_revision() -> str:
     return head
 
 
-def refuse_inserts_of(engine: Engine, name: str) -> None:
-    """A trigger that makes the database refuse the record of one customer (a failing disk, a constraint)."""
+# The customer's name is stored encrypted: a trigger recognises the refused records by a figure instead.
+REFUSED_CASH_ADVANCE = 13.13
+
+
+def refuse_inserts_of(engine: Engine) -> None:
+    """A trigger that makes the database refuse the records with cash_advance = REFUSED_CASH_ADVANCE (a
+    failing disk, a constraint)."""
     with engine.begin() as connection:
         if engine.dialect.name == "sqlite":
             connection.execute(
                 text(
-                    f"CREATE TRIGGER refuse BEFORE INSERT ON evaluations WHEN NEW.customer_name = '{name}' "
-                    "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                    "CREATE TRIGGER refuse BEFORE INSERT ON evaluations "
+                    f"WHEN NEW.cash_advance = {REFUSED_CASH_ADVANCE} BEGIN SELECT RAISE(ABORT, 'refused'); END"
                 )
             )
         else:
             connection.execute(
                 text(
                     "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
-                    f"IF NEW.customer_name = '{name}' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; "
+                    f"IF NEW.cash_advance = {REFUSED_CASH_ADVANCE} THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; "
                     "END $$ LANGUAGE plpgsql"
                 )
             )
             connection.execute(
                 text("CREATE TRIGGER refuse BEFORE INSERT ON evaluations FOR EACH ROW EXECUTE FUNCTION refuse()")
             )
+
+
+def refused_or_not(name: str) -> dict[str, Any]:
+    return body(name=name, cash_advance=REFUSED_CASH_ADVANCE) if name == "Recusado" else body(name=name)
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -95,14 +105,21 @@ def test_migrations_bring_a_fresh_database_to_head_matching_the_model(engine: En
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     columns = {c["name"]: c for c in inspect(engine).get_columns("evaluations")}
     assert set(columns) == set(EvaluationRow.__table__.columns.keys())
-    assert [name for name, c in columns.items() if c["nullable"]] == ["customer_id", "created_by"]
+    # Nullable: what anonymisation erases, and when it did; who created it (older records: nobody).
+    assert sorted(name for name, c in columns.items() if c["nullable"]) == [
+        "anonymized_at",
+        "created_by",
+        "customer_id",
+        "customer_id_hash",
+        "customer_name",
+    ]
 
 
 # --- written through the API, read back --------------------------------------------------------------
 
 
 def test_records_written_through_the_api_read_back_identical(
-    start_app: Callable[..., Any], engine: Engine, database_url: str
+    start_app: Callable[..., Any], engine: Engine, database_url: str, tmp_path: Path
 ) -> None:
     sent: list[tuple[str, dict[str, Any]]] = [
         (URL, body(name=f"Cliente {key}", customer_id=f"C-{n}", **figures))
@@ -134,6 +151,7 @@ def test_records_written_through_the_api_read_back_identical(
     with engine.connect() as connection:
         rows = {row.id: row for row in connection.execute(select(EvaluationRow.__table__))}
     assert set(rows) == set(records)
+    keys = DataKeys.from_file(make_settings(tmp_path).data_keys_file())
 
     for n, ((url, data), answer) in enumerate(zip(sent, created, strict=True)):
         record, row = records[answer["id"]], rows[answer["id"]]
@@ -155,7 +173,9 @@ def test_records_written_through_the_api_read_back_identical(
         # JSON columns round-trip: floats, pt-BR text.
         assert row.distances == record["distances"] and all(isinstance(d, float) for d in row.distances)
         assert row.reasons == record["reasons"]
-        assert row.customer_name == data["name"].strip()
+        # Personal data is stored encrypted, and decrypts to what was sent.
+        assert row.customer_name != data["name"].strip()
+        assert keys.decrypt(row.customer_name) == data["name"].strip()
         assert (row.balance, row.purchases, row.cash_advance, row.credit_limit, row.payments) == tuple(
             float(data[f]) for f in FEATURES
         )
@@ -178,13 +198,13 @@ async def test_no_half_written_rows_when_some_records_are_refused(
     app = create_app(make_settings(tmp_path, database_url=database_url), model_transport=stub.transport())
     stub.delay_s = 0.01
     async with app.router.lifespan_context(app):
-        refuse_inserts_of(engine, "Recusado")
+        refuse_inserts_of(engine)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://testserver", headers=analyst_headers(app)
         ) as client:
             one_by_one = [
-                await client.post(URL, json=body(name=name), headers={"X-Request-ID": f"seq-{n}"})
+                await client.post(URL, json=refused_or_not(name), headers={"X-Request-ID": f"seq-{n}"})
                 for n, name in enumerate(["Aceito", "Recusado", "Aceito"])
             ]
             assert [r.status_code for r in one_by_one] == [201, 503, 201]
@@ -192,7 +212,7 @@ async def test_no_half_written_rows_when_some_records_are_refused(
                 *(
                     client.post(
                         URL,
-                        json=body(name="Recusado" if i % 5 == 0 else f"Aceito {i}"),
+                        json=refused_or_not("Recusado" if i % 5 == 0 else f"Aceito {i}"),
                         headers={"X-Request-ID": f"half-{i}"},
                     )
                     for i in range(30)

@@ -127,6 +127,9 @@ def test_the_public_schemas_have_exactly_the_documented_fields() -> None:
         "channel",
         "created_at",
         "created_by",
+        "anonymized",
+        "anonymized_at",
+        "review",
     }
     # The original system's fields first, in its order.
     assert list(LegacyEvaluationPublic.model_fields)[:3] == ["nome", "cluster", "resposta"]

@@ -84,6 +84,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "record_commit_timeout_s": 10.0,
         "database_statement_timeout_s": 5.0,
         "database_lock_timeout_s": 2.0,
+        "data_keys_path": tmp_path / "data-keys.json",
     }
     values.update(overrides)
     return Settings(**values)
