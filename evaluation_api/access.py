@@ -67,6 +67,12 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/data-subjects/{customer_id}/anonymize"): frozenset({Role.DPO}),
     # The audit trail.
     ("GET", "/api/v1/audit"): frozenset({Role.AUDITOR, Role.DPO}),
+    # Portfolio runs: started by analysts; read (per run: routes/portfolio_runs.py) by whoever started
+    # them and by auditors.
+    ("POST", "/api/v1/portfolio-runs"): frozenset({Role.ANALYST}),
+    ("GET", "/api/v1/portfolio-runs"): frozenset({Role.ANALYST, Role.AUDITOR}),
+    ("GET", "/api/v1/portfolio-runs/{run_id}"): frozenset({Role.ANALYST, Role.AUDITOR}),
+    ("GET", "/api/v1/portfolio-runs/{run_id}/result"): frozenset({Role.ANALYST, Role.AUDITOR}),
     # Accounts.
     ("GET", "/api/v1/accounts"): frozenset({Role.ADMIN}),
     ("POST", "/api/v1/accounts"): frozenset({Role.ADMIN}),

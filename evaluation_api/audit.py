@@ -38,6 +38,8 @@ ACTIONS = (
     "review.decide",
     "data_subject.export",
     "anonymize",
+    "portfolio_run.create",
+    "portfolio_run.download",
 )
 
 

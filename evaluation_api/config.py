@@ -114,6 +114,16 @@ class Settings(BaseSettings):
     migration_wait_s: float = Field(300, gt=0)
     migration_lock_timeout_s: float = Field(5, gt=0)
 
+    # Portfolio runs (docs/ARCHITECTURE.md, "Portfolio runs from the API"): uploads, results and the
+    # job queue (huey, SQLite) live under this directory, shared by the API and its worker.
+    portfolio_run_dir: Path = PROJECT_DIR / "var" / "portfolio-runs"
+    portfolio_max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1024)
+    # Uploads and results are personal data: `python -m portfolio.worker purge` removes runs older than this.
+    portfolio_retention_days: int = Field(7, ge=1, le=3650)
+    # The worker writes progress at most this often, and fails a `running` run not updated for this long.
+    portfolio_progress_interval_s: float = Field(0.5, gt=0, le=60)
+    portfolio_stale_after_s: int = Field(600, ge=10)
+
     @field_validator("database_url")
     @classmethod
     def _driver(cls, value: str) -> str:

@@ -42,6 +42,7 @@ from evaluation_api.routes import (
     figures,
     health,
     legacy,
+    portfolio_runs,
     reviews,
 )
 from evaluation_api.tracing import otlp_tracer_provider, tracer_of
@@ -128,6 +129,7 @@ def create_app(
         )
         # One attribute per resource; routes get them through evaluation_api.deps.
         app.state.engine = engine
+        app.state.settings = settings
         app.state.model_client = model
         app.state.record_writer = writer
         app.state.evaluator = Evaluator(
@@ -192,6 +194,7 @@ def create_app(
     app.include_router(audit.router)
     app.include_router(reviews.router)
     app.include_router(data_subjects.router)
+    app.include_router(portfolio_runs.router)
     # Two request metrics, not the default five (sizes, two latency histograms): each costs on every
     # request, and these two answer the questions we ask (rate and errors by route, latency).
     instrumentator = Instrumentator(registry=registry, excluded_handlers=["/metrics", "/healthz", "/readyz"])

@@ -27,6 +27,8 @@ window.Session = (() => {
   const bar = $("session-bar");
   const navEvaluate = $("nav-evaluate");
   const navMine = $("nav-mine");
+  const portfolio = $("portfolio-page");
+  const navPortfolio = $("nav-portfolio");
   const dateTime = new Intl.DateTimeFormat("pt-BR", { dateStyle: "short", timeStyle: "short" });
 
   function show(el, text) {
@@ -40,10 +42,13 @@ window.Session = (() => {
     bar.hidden = !signedIn;
     workspace.hidden = !signedIn || page !== "evaluate";
     mine.hidden = !signedIn || page !== "mine";
+    portfolio.hidden = !signedIn || page !== "portfolio";
     navEvaluate.toggleAttribute("aria-current", page === "evaluate");
     navMine.toggleAttribute("aria-current", page === "mine");
+    navPortfolio.toggleAttribute("aria-current", page === "portfolio");
     if (page === "evaluate") navEvaluate.setAttribute("aria-current", "page");
     if (page === "mine") navMine.setAttribute("aria-current", "page");
+    if (page === "portfolio") navPortfolio.setAttribute("aria-current", "page");
     // Other pages (frontend/review.js) hide themselves when another one is shown.
     window.dispatchEvent(new CustomEvent("session:page", { detail: page }));
   }
@@ -137,6 +142,11 @@ window.Session = (() => {
   navEvaluate.addEventListener("click", () => {
     showPage("evaluate");
     $("form-title").focus();
+  });
+
+  navPortfolio.addEventListener("click", () => {
+    showPage("portfolio");
+    $("portfolio-title").focus();
   });
 
   navMine.addEventListener("click", () => {

@@ -27,6 +27,7 @@ PARAM_VALUES = {
     "key_id": str(uuid.uuid4()),
     "case_id": str(uuid.uuid4()),
     "customer_id": "nobody-here",
+    "run_id": str(uuid.uuid4()),
 }
 
 

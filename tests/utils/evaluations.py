@@ -85,6 +85,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "database_statement_timeout_s": 5.0,
         "database_lock_timeout_s": 2.0,
         "data_keys_path": tmp_path / "data-keys.json",
+        "portfolio_run_dir": tmp_path / "portfolio-runs",
     }
     values.update(overrides)
     return Settings(**values)

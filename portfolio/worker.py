@@ -1,0 +1,144 @@
+"""The worker that runs the portfolio runs the API queues: a huey consumer, a process of its own.
+
+    python -m portfolio.worker                   # consume the queue (what `make run` supervises)
+    python -m portfolio.worker purge [--days N]  # remove uploads and results older than the retention
+
+It uses the evaluation API's settings (DATABASE_URL, PORTFOLIO_RUN_DIR, ...): the same database and
+run directory. At start it fails the runs a crash left `running` (evaluation_api.portfolio_runs.recover),
+and every minute those nobody updated for PORTFOLIO_STALE_AFTER_S.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from huey import crontab
+from sqlalchemy import Engine
+
+from evaluation_api import portfolio_runs as runs
+from evaluation_api.config import Settings, get_settings
+from evaluation_api.db import make_engine
+from evaluation_api.migrate import upgrade
+from portfolio.batch import PortfolioError
+from portfolio.score import score
+
+logger = logging.getLogger(__name__)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+_engines: dict[str, Engine] = {}
+
+
+def engine_for(settings: Settings) -> Engine:
+    """One engine per database per worker process (tasks run in the consumer's threads)."""
+    if settings.database_url not in _engines:
+        _engines[settings.database_url] = make_engine(settings.database_url, pool_size=2)
+    return _engines[settings.database_url]
+
+
+class Progress:
+    """score()'s progress callback, written to the run's row at most every `interval_s`."""
+
+    def __init__(self, engine: Engine, run_id: str, interval_s: float) -> None:
+        self.engine, self.run_id, self.interval_s = engine, run_id, interval_s
+        self.last = 0.0
+
+    def __call__(self, rows_done: int, rows_total: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.interval_s:
+            self.last = now
+            runs.progress(self.engine, self.run_id, rows_done=rows_done, rows_total=max(rows_total, rows_done))
+
+
+def parquet_to_csv(parquet_path: Path, csv_path: Path) -> None:
+    """The CSV download, from the Parquet result batch by batch (bounded memory), written as the
+    engine writes its CSV output; renamed into place when complete."""
+    tmp = csv_path.with_name(csv_path.name + ".tmp")
+    source = pq.ParquetFile(parquet_path)
+    with pacsv.CSVWriter(tmp, source.schema_arrow) as writer:
+        for batch in source.iter_batches():
+            writer.write_batch(batch)
+    tmp.replace(csv_path)
+
+
+def execute(settings: Settings, run_id: str) -> None:
+    """Score one run: queued → running → succeeded (summary, both result files) or failed (the message)."""
+    engine = engine_for(settings)
+    if not runs.start(engine, run_id, worker=worker_name()):
+        logger.warning("portfolio run %s is not queued any more: skipped", run_id)
+        return
+    run = runs.get(engine, run_id)
+    assert run is not None
+    result_dir = Path(run.result_dir)
+    try:
+        summary = score(
+            input_path=run.input_path,
+            output_path=str(result_dir / runs.RESULT_PARQUET),
+            candidate_path=Path(run.candidate_path) if run.candidate_path else None,
+            on_progress=Progress(engine, run_id, settings.portfolio_progress_interval_s),
+        )
+        parquet_to_csv(result_dir / runs.RESULT_PARQUET, result_dir / runs.RESULT_CSV)
+    except PortfolioError as exc:
+        logger.info("portfolio run %s failed: %s", run_id, exc)
+        runs.fail(engine, run_id, str(exc))
+        return
+    except Exception:
+        logger.exception("portfolio run %s failed unexpectedly", run_id)
+        runs.fail(engine, run_id, "Erro interno ao processar a carteira. A equipe técnica foi avisada pelo log.")
+        return
+    runs.succeed(engine, run_id, summary)
+    logger.info("portfolio run %s succeeded: %s rows", run_id, summary["rows_total"])
+
+
+def consume(settings: Settings, *, workers: int) -> None:
+    engine = engine_for(settings)
+    if settings.auto_migrate:
+        upgrade(engine)
+    name = worker_name()
+    failed = runs.recover(engine, host=socket.gethostname(), stale_after_s=settings.portfolio_stale_after_s)
+    if failed:
+        logger.warning("failed %d run(s) a stopped worker left running: %s", len(failed), ", ".join(failed))
+    queue = runs.queue_for(settings.portfolio_run_dir)
+
+    @queue.huey.periodic_task(crontab(minute="*"), name="portfolio.recover")  # type: ignore[untyped-decorator]
+    def recover_stale() -> None:
+        stale = runs.recover(engine, host=None, stale_after_s=settings.portfolio_stale_after_s)
+        if stale:
+            logger.warning("failed %d stale run(s): %s", len(stale), ", ".join(stale))
+
+    logger.info("portfolio worker %s consuming %s", name, settings.portfolio_run_dir / runs.QUEUE_FILE)
+    queue.huey.create_consumer(workers=workers, worker_type="thread", check_worker_health=True).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m portfolio.worker", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=1, help="runs at once (each uses every core)")
+    commands = parser.add_subparsers(dest="command")
+    purge = commands.add_parser("purge", help="remove the files of runs older than PORTFOLIO_RETENTION_DAYS")
+    purge.add_argument("--days", type=int, default=None, help="override PORTFOLIO_RETENTION_DAYS")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    if args.command == "purge":
+        engine = engine_for(settings)
+        days = args.days if args.days is not None else settings.portfolio_retention_days
+        removed = runs.purge(engine, settings.portfolio_run_dir, older_than_days=days)
+        logger.info("removed the files of %d run(s) older than %d days", len(removed), days)
+        return 0
+    consume(settings, workers=args.workers)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
