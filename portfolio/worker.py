@@ -4,8 +4,9 @@
     python -m portfolio.worker purge [--days N]  # remove uploads and results older than the retention
 
 It uses the evaluation API's settings (DATABASE_URL, PORTFOLIO_RUN_DIR, ...): the same database and
-run directory. At start it fails the runs a crash left `running` (evaluation_api.portfolio_runs.recover),
-and every minute those nobody updated for PORTFOLIO_STALE_AFTER_S.
+run directory; the API migrates the database, the worker waits for it. At start it fails the runs a
+crash left `running` (evaluation_api.portfolio_runs.recover), and every minute those nobody updated
+for PORTFOLIO_STALE_AFTER_S.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from huey import crontab
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from evaluation_api import portfolio_runs as runs
 from evaluation_api.config import Settings, get_settings
 from evaluation_api.db import make_engine
-from evaluation_api.migrate import upgrade
 from portfolio.batch import PortfolioError
 from portfolio.score import score
 
@@ -101,12 +102,27 @@ def execute(settings: Settings, run_id: str) -> None:
     logger.info("portfolio run %s succeeded: %s rows", run_id, summary["rows_total"])
 
 
+STARTUP_WAIT_S = 120
+
+
+def _recover_at_start(engine: Engine, settings: Settings) -> list[str]:
+    """The API owns the migrations (it runs them at start, as the accounts command does): wait for
+    the table rather than race it."""
+    deadline = time.monotonic() + STARTUP_WAIT_S
+    while True:
+        try:
+            return runs.recover(engine, host=socket.gethostname(), stale_after_s=settings.portfolio_stale_after_s)
+        except SQLAlchemyError as exc:
+            if time.monotonic() > deadline:
+                raise
+            logger.info("waiting for the database and its portfolio_runs table: %s", type(exc).__name__)
+            time.sleep(2)
+
+
 def consume(settings: Settings, *, workers: int) -> None:
     engine = engine_for(settings)
-    if settings.auto_migrate:
-        upgrade(engine)
     name = worker_name()
-    failed = runs.recover(engine, host=socket.gethostname(), stale_after_s=settings.portfolio_stale_after_s)
+    failed = _recover_at_start(engine, settings)
     if failed:
         logger.warning("failed %d run(s) a stopped worker left running: %s", len(failed), ", ".join(failed))
     queue = runs.queue_for(settings.portfolio_run_dir)

@@ -27,7 +27,6 @@ def running_worker(
                 DATABASE_URL=database_url,
                 PORTFOLIO_RUN_DIR=str(run_dir),
                 PORTFOLIO_PROGRESS_INTERVAL_S="0.1",
-                AUTO_MIGRATE="false",
                 **env,
             ),
             stdout=log,
