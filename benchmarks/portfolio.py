@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spark-repeat", type=int, default=2, help="runs of the Spark case (each takes longer)")
     parser.add_argument("--no-spark", action="store_true")
     parser.add_argument("--no-service", action="store_true", help="skip the in-process vs /predict_bulk comparison")
+    parser.add_argument("--no-upload", action="store_true", help="skip the upload path through the API")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -180,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
             }
     if not args.no_service:
         results["model_step"] = model_paths(repeat=args.repeat)
+    if not args.no_upload:
+        from benchmarks.portfolio_upload import measure  # it imports this module
+
+        results["upload_path"] = measure(1_000_000, min(args.repeat, 3))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(results["cases"], indent=2))
