@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import random
+import socket
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -240,3 +241,39 @@ def test_recovery_fails_runs_a_crash_left_running_and_purge_removes_old_files(
     assert runs.purge(engine, settings.portfolio_run_dir, older_than_days=1) == [ids[0]]
     assert not directory.exists()
     assert (settings.portfolio_run_dir / ids[2] / runs.INPUT_CSV).is_file()
+
+
+@pytest.mark.slow
+def test_a_run_a_crashed_worker_left_running_is_failed_when_the_worker_starts(
+    start_app: Callable[..., Any], tmp_path: Path
+) -> None:
+    with start_app() as client:
+        engine = app_of(client).state.engine
+        settings = app_of(client).state.settings
+        run_id = upload(client, portfolio_csv(5)).json()["id"]
+        # As a worker on this host that died mid-run leaves it: running, its task taken.
+        assert runs.start(engine, run_id, worker=f"{socket.gethostname()}:1")
+        with running_worker(
+            database_url=settings.database_url, run_dir=settings.portfolio_run_dir, log_path=tmp_path / "worker.log"
+        ):
+            run = wait_finished(client, run_id)
+        assert run["status"] == "failed" and run["error"] == runs.INTERRUPTED
+        assert run["result"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_the_life_cycle_on_postgresql(
+    start_app: Callable[..., Any], postgres_databases: Callable[[], str], tmp_path: Path
+) -> None:
+    with start_app(database_url=postgres_databases()) as client:
+        settings = app_of(client).state.settings
+        run_id = upload(client, portfolio_csv(50), candidate=CANDIDATE_POLICY.read_bytes()).json()["id"]
+        with running_worker(
+            database_url=settings.database_url, run_dir=settings.portfolio_run_dir, log_path=tmp_path / "worker.log"
+        ):
+            run = wait_finished(client, run_id)
+        assert run["status"] == "succeeded", run
+        assert run["summary"]["rows_total"] == 50 and "swap" in run["summary"]
+        lines = client.get(run["result"]["csv"]).text.splitlines()
+        assert len(lines) == 51
