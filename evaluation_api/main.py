@@ -183,7 +183,10 @@ def create_app(
     )
     install_error_handlers(app)
     install_error_handler(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, by_path=settings.max_body_bytes_by_path)
+    # The portfolio upload takes files up to PORTFOLIO_MAX_UPLOAD_BYTES (with room for the candidate
+    # policy), unless MAX_BODY_BYTES_BY_PATH names the route itself.
+    by_path = {portfolio_runs.router.prefix: portfolio_runs.max_body_bytes(settings), **settings.max_body_bytes_by_path}
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, by_path=by_path)
     app.add_middleware(RequestIdMiddleware)  # outside the body limit: a 413 carries its request id too
     app.include_router(evaluations.router)
     app.include_router(figures.router)

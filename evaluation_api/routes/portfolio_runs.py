@@ -26,7 +26,14 @@ from evaluation_api import portfolio_runs as runs
 from evaluation_api.access import PrincipalDep, audit_context
 from evaluation_api.config import Settings
 from evaluation_api.deps import EngineDep
-from evaluation_api.errors import DatabaseUnavailable, EvaluationError, InvalidInput, NotFound, ServiceUnavailable
+from evaluation_api.errors import (
+    DatabaseUnavailable,
+    EvaluationError,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
 from evaluation_api.policy import PolicyError, load_policy
 from evaluation_api.roles import Principal, Role
 from evaluation_api.schemas import ErrorBody
@@ -53,12 +60,6 @@ class RunFilesRemoved(EvaluationError):
     message = "Os arquivos desta execução foram removidos após o prazo de retenção."
 
 
-class PayloadTooLarge(EvaluationError):
-    status_code = 413
-    code = "payload_too_large"
-    message = "O arquivo excede o tamanho máximo aceito."
-
-
 class LengthRequired(EvaluationError):
     status_code = 411
     code = "length_required"
@@ -68,6 +69,11 @@ class LengthRequired(EvaluationError):
 class QueueUnavailable(ServiceUnavailable):
     code = "queue_unavailable"
     message = "Não foi possível enfileirar a execução agora. Tente novamente em instantes."
+
+
+def max_body_bytes(settings: Settings) -> int:
+    """The largest upload request: the file, the candidate policy, and the multipart framing."""
+    return settings.portfolio_max_upload_bytes + MAX_POLICY_BYTES + 64 * 1024
 
 
 class ResultLinks(BaseModel):
@@ -151,7 +157,7 @@ def _copy(upload: UploadFile, target: Path, limit: int) -> int:
         while chunk := upload.file.read(COPY_CHUNK):
             written += len(chunk)
             if written > limit:
-                raise PayloadTooLarge()
+                raise PayloadTooLarge(limit)
             out.write(chunk)
     return written
 
@@ -210,8 +216,8 @@ async def create_run(
     length = request.headers.get("content-length")
     if length is None:
         raise LengthRequired()
-    if not length.isdigit() or int(length) > settings.portfolio_max_upload_bytes + MAX_POLICY_BYTES:
-        raise PayloadTooLarge()
+    if not length.isdigit() or int(length) > max_body_bytes(settings):
+        raise PayloadTooLarge(max_body_bytes(settings))
     async with request.form(max_files=2, max_fields=4) as form:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):

@@ -277,3 +277,13 @@ def test_the_life_cycle_on_postgresql(
         assert run["summary"]["rows_total"] == 50 and "swap" in run["summary"]
         lines = client.get(run["result"]["csv"]).text.splitlines()
         assert len(lines) == 51
+
+
+def test_the_upload_route_is_exempt_from_the_general_body_limit(client: TestClient) -> None:
+    settings = app_of(client).state.settings
+    content = portfolio_csv(4000)
+    assert len(content) > settings.max_body_bytes  # 64 KiB elsewhere
+    answer = upload(client, content)
+    assert answer.status_code == 202, answer.text
+    too_big = client.post("/api/v1/evaluations", content=b"{" + b" " * len(content) + b"}")
+    assert too_big.status_code == 413
