@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.utils.evaluations import body as valid_evaluation
-from tests.utils.identity import bearer, cli_create_key, token_for
+from tests.utils.identity import bearer, cli_create_account, cli_create_key, token_for
 from tests.utils.servers import ROOT, free_port, project_env
 
 pytestmark = pytest.mark.slow
@@ -43,6 +43,7 @@ class RunningSystem:
             RUN_DIR=str(self.run_dir),
             DATABASE_URL=f"sqlite:///{tmp_path / 'evaluations.db'}",
             BREAKER_TTL_S="1",
+            PORTFOLIO_RUN_DIR=str(tmp_path / "portfolio-runs"),
         )
         self.log_path = tmp_path / "make-run.log"
         self.log = open(self.log_path, "wb")  # noqa: SIM115
@@ -132,6 +133,23 @@ def test_make_run_serves_survives_a_model_crash_and_stops_on_ctrl_c(system: Runn
     assert (system.run_dir / "signing.key").stat().st_mode & 0o777 == 0o600
     system.key = cli_create_key(system.env["DATABASE_URL"], "make-run-test")
     assert system.evaluate().status_code == 201
+
+    # The portfolio worker runs beside the API: an analyst's upload is scored to the end.
+    cli_create_account(system.env["DATABASE_URL"], "ana.carteira", "analyst")
+    analyst = bearer(token_for(system.api, "ana.carteira"))
+    upload = httpx.post(
+        f"{system.api}/api/v1/portfolio-runs",
+        files={"file": ("c.csv", b"CUST_ID,BALANCE,PURCHASES,CASH_ADVANCE,CREDIT_LIMIT,PAYMENTS\nC1,10,20,0,900,30\n")},
+        headers=analyst,
+        timeout=10,
+    )
+    assert upload.status_code == 202, upload.text
+    run_url = f"{system.api}/api/v1/portfolio-runs/{upload.json()['id']}"
+    _poll(
+        lambda: httpx.get(run_url, headers=analyst, timeout=5).json()["status"] == "succeeded",
+        timeout=180,
+        what="the portfolio run to succeed",
+    )
 
     # Crash the model service: SIGKILL, as the OOM killer would.
     old_pid = system.supervisor_pid("model-service")
