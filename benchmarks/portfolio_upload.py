@@ -15,6 +15,7 @@ import argparse
 import json
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,12 +26,32 @@ import httpx
 import pyarrow.csv as pacsv
 
 from benchmarks.portfolio import RESULTS, generate
-from tests.utils import servers
-from tests.utils.identity import PASSWORD, cli_create_account, token_for
-from tests.utils.portfolio_worker import running_worker
+from devtools import servers
+from devtools.portfolio_worker import running_worker
 
 URL = "/api/v1/portfolio-runs"
 DEADLINE_S = 600
+ANALYST = "bench.analyst"
+
+
+def _analyst(database_url: str, password: str) -> None:
+    """An analyst account, made with the documented command line."""
+    subprocess.run(
+        [sys.executable, "-m", "evaluation_api.accounts", "create", ANALYST, "--role", "analyst", "--password-stdin"],
+        input=password + "\n",
+        text=True,
+        check=True,
+        capture_output=True,
+        cwd=servers.ROOT,
+        env=servers.project_env(DATABASE_URL=database_url),
+    )
+
+
+def _token(base_url: str, password: str) -> str:
+    answer = httpx.post(f"{base_url}/api/v1/auth/token", data={"username": ANALYST, "password": password}, timeout=30)
+    answer.raise_for_status()
+    token: str = answer.json()["access_token"]
+    return token
 
 
 def _one(client: httpx.Client, csv_path: Path, work: Path) -> dict[str, Any]:
@@ -80,7 +101,8 @@ def measure(rows: int, repeat: int) -> dict[str, Any]:
         pacsv.write_csv(table, csv_path)
         database_url = f"sqlite:///{work / 'evaluations.db'}"
         run_dir = work / "portfolio-runs"
-        cli_create_account(database_url, "bench.analyst", "analyst", PASSWORD)
+        password = secrets.token_urlsafe(18)
+        _analyst(database_url, password)
         api = servers.evaluation_api(
             model_url="http://127.0.0.1:9",  # not called: runs score in the worker, in process
             database_url=database_url,
@@ -89,7 +111,7 @@ def measure(rows: int, repeat: int) -> dict[str, Any]:
             AUTH_SIGNING_KEY=secrets.token_urlsafe(48),
         )
         with api, running_worker(database_url=database_url, run_dir=run_dir, log_path=work / "worker.log"):
-            headers = {"Authorization": f"Bearer {token_for(api.url, 'bench.analyst')}"}
+            headers = {"Authorization": f"Bearer {_token(api.url, password)}"}
             with httpx.Client(base_url=api.url, headers=headers, timeout=120) as client:
                 runs = []
                 for _ in range(repeat):

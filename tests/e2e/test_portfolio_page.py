@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from playwright.sync_api import Page, expect
 
+from devtools.portfolio_worker import running_worker
 from tests.e2e.conftest import ANALYST, EVALUATION_API_START_S, OTHER_ANALYST, BrowserLog, _wait_until_ready, sign_in
 from tests.evaluation_api.test_portfolio_runs import CANDIDATE_POLICY, RUN_DEADLINE_S, portfolio_csv
 from tests.utils import servers
 from tests.utils.identity import PASSWORD, cli_create_account
-from tests.utils.portfolio_worker import running_worker
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -19,12 +19,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from contract import FEATURES
+from devtools.portfolio_worker import running_worker
 from evaluation_api import portfolio_runs as runs
 from evaluation_api.roles import Role
 from tests.evaluation_api.conftest import app_of
 from tests.utils.evaluations import TestClient
 from tests.utils.identity import bearer, create_account, token
-from tests.utils.portfolio_worker import running_worker
 
 CANDIDATE_POLICY = Path(__file__).resolve().parents[1] / "portfolio" / "candidate_policy.yaml"
 URL = "/api/v1/portfolio-runs"

@@ -1,5 +1,5 @@
-"""The portfolio worker (`python -m portfolio.worker`) started for real by a test, on the test's database
-and run directory, and stopped (its whole process group) afterwards."""
+"""The portfolio worker (`python -m portfolio.worker`) started for real by a test or a benchmark, on
+their database and run directory, and stopped (its whole process group) afterwards."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.utils.servers import ROOT, project_env
+from devtools.servers import ROOT, project_env
 
 
 @contextlib.contextmanager
