@@ -166,8 +166,8 @@ class ReviewHistoryEntry(BaseModel):
     decision: Literal["approved", "denied"] | None = None
 
 
-class ReviewPublic(BaseModel):
-    """The human review of the automated decision (LGPD art. 20). The automated `decision` never changes."""
+class ReviewCaseBase(BaseModel):
+    """What every view of a review case shows: which evaluation, its state, and why it was opened."""
 
     id: str
     evaluation_id: str
@@ -176,6 +176,11 @@ class ReviewPublic(BaseModel):
     reason: str = Field(description="Why the case was opened")
     opened_by: str
     opened_at: datetime
+
+
+class ReviewPublic(ReviewCaseBase):
+    """The human review of the automated decision (LGPD art. 20). The automated `decision` never changes."""
+
     final_decision: Literal["approved", "denied"] | None
     reviewer: str | None
     justification: str | None

@@ -27,7 +27,7 @@ from evaluation_api.errors import DatabaseUnavailable, EvaluationError, InvalidI
 from evaluation_api.protection import DataKeys
 from evaluation_api.record_view import read_records_in, review_public
 from evaluation_api.roles import Principal, Role
-from evaluation_api.schemas import ErrorBody, EvaluationRecord, ReviewPublic, SegmentPublic
+from evaluation_api.schemas import ErrorBody, EvaluationRecord, ReviewCaseBase, ReviewPublic, SegmentPublic
 
 router = APIRouter(tags=["reviews"])
 
@@ -79,14 +79,7 @@ class ReviewDecisionCreate(BaseModel):
     )
 
 
-class ReviewQueueItem(BaseModel):
-    id: str
-    evaluation_id: str
-    status: Literal["open", "closed"]
-    trigger: Literal["automatic", "requested"]
-    reason: str = Field(description="Why the case was opened")
-    opened_by: str
-    opened_at: datetime
+class ReviewQueueItem(ReviewCaseBase):
     age_s: int = Field(description="Seconds since the case was opened")
     automated_decision: str
     segment: str
