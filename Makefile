@@ -14,6 +14,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Where `make run` serves (127.0.0.1 only).
 export MODEL_SERVICE_PORT ?= 3000
 export API_PORT ?= 8000
+# Evaluation API processes in `make run`: one per core this machine gives us (docs/ARCHITECTURE.md).
+export API_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 export RUN_DIR ?= $(CURDIR)/var
 
 .PHONY: help setup lock system-deps model import serve-model serve-api run test lint bench bento clean
@@ -84,6 +86,7 @@ run: import ## Set up and run the whole system: model service, evaluation API an
 	@echo "  Open http://127.0.0.1:$(API_PORT)/  -  Ctrl-C stops everything."
 	@echo ""
 	@# First start only: an `admin` account with a random password, printed once (docs/API.md, "Sign in").
+	@# It also brings the records' schema to head, once, before the API's processes start.
 	@$(PY) -m evaluation_api.accounts ensure-admin --api-url http://127.0.0.1:$(API_PORT)
 	export AUTH_SIGNING_KEY_FILE="$${AUTH_SIGNING_KEY_FILE:-$(RUN_DIR)/signing.key}"; exec $(VENV)/bin/supervisord -c local/supervisord.conf
 

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     # with at most this many calls in flight: under load, batches grow instead of queues.
     model_batch_max_size: int = Field(256, ge=1)
     model_batch_max_in_flight: int = Field(2, ge=1)
+    # How long a call may gather evaluations at most (it leaves sooner when none joined in a turn of the loop).
+    model_batch_max_wait_s: float = Field(0.002, ge=0, le=0.1)
     # Consecutive failed calls that open the circuit, and how long it stays open before a trial call.
     breaker_threshold: int = Field(3, ge=1)
     breaker_ttl_s: float = Field(5.0, gt=0, le=300)

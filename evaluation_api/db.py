@@ -234,6 +234,10 @@ class RecordWriter:
     """
 
     MAX_GROUP = 500
+    # Under load (the last group held more than one record), a group waits this long after its first
+    # record for others to join: every commit costs far more than a row in it, and processes that share
+    # a SQLite file take turns for each one. A lone record (one client) never waits.
+    GATHER_S = 0.001
 
     def __init__(
         self,
@@ -253,6 +257,7 @@ class RecordWriter:
         self._commit_started: float | None = None
         self._committing_since: float | None = None  # when the oldest record of the running commit was queued
         self._last_commit: float | None = None
+        self._last_group = 0
         self.restarts = 0
         self._thread = self._start()
 
@@ -328,10 +333,21 @@ class RecordWriter:
 
     def _take(self) -> list[_Item] | None:
         with self._lock:
-            while not self._pending:
-                if self._closing:
-                    return None
-                self._lock.wait(timeout=1.0)
+            while True:
+                while not self._pending:
+                    if self._closing:
+                        return None
+                    self._lock.wait(timeout=1.0)
+                if self._last_group > 1:
+                    gather_until = self._pending[0].queued_at + self.GATHER_S
+                    while (
+                        0 < len(self._pending) < self._last_group
+                        and not self._closing
+                        and (left := gather_until - time.monotonic()) > 0
+                    ):
+                        self._lock.wait(timeout=left)
+                if self._pending:  # else all were withdrawn at their deadline meanwhile
+                    break
             group: list[_Item] = []
             while self._pending and len(group) < self.MAX_GROUP:
                 item = self._pending.popleft()
@@ -339,6 +355,7 @@ class RecordWriter:
                 group.append(item)
             self._commit_started = time.monotonic()
             self._committing_since = group[0].queued_at
+            self._last_group = len(group)
             return group
 
     def _commit(self, group: Sequence[_Item]) -> None:
@@ -374,19 +391,24 @@ class RecordWriter:
                 "committed" if error is None else "rolled back",
                 extra={"request_id": ",".join(late)},
             )
+        # One wake-up of each event loop for the whole group, not one per record.
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for item in group:
-            # RuntimeError: its event loop has closed, so nobody waits for this answer any more.
+            by_loop.setdefault(item.future.get_loop(), []).append(item.future)
+        for loop, futures in by_loop.items():
+            # RuntimeError: that event loop has closed, so nobody waits for these answers any more.
             with contextlib.suppress(RuntimeError):
-                item.future.get_loop().call_soon_threadsafe(_resolve, item.future, error)
+                loop.call_soon_threadsafe(_resolve, futures, error)
 
 
-def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+def _resolve(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
 
 
 def _consume(future: asyncio.Future[None]) -> None:

@@ -124,6 +124,7 @@ def create_app(
             breaker_ttl_s=settings.breaker_ttl_s,
             batch_max_size=settings.model_batch_max_size,
             batch_max_in_flight=settings.model_batch_max_in_flight,
+            batch_max_wait_s=settings.model_batch_max_wait_s,
             transport=model_transport,
             tracer=tracer,
         )

@@ -1,10 +1,12 @@
 """The client of the model service: one shared connection pool, coalesced calls, retries and a
 circuit breaker.
 
-- Coalescing: evaluations that arrive while calls are in flight wait for a free slot and then go
-  together in one /predict_batch call (at most `batch_max_size` customers, `batch_max_in_flight` calls at
-  once). At low load a call carries one customer and leaves at once; under load fewer, larger calls
-  replace many small ones, which is where the HTTP hop's cost goes.
+- Coalescing: evaluations go together in one /predict_batch call (at most `batch_max_size` customers,
+  `batch_max_in_flight` calls at once). A call leaves once the event loop has gone one turn without
+  another evaluation joining it (at most `batch_max_wait_s` after its first): alone, a customer waits
+  a single turn of the loop; under load, the evaluations the loop is already working on join the
+  same call. Each call costs both processes far more CPU than a customer in it, so fewer, larger
+  calls are what lets the hop keep up (docs/ARCHITECTURE.md, "Where the CPU went").
 - Retries (stamina): on transport errors (connection errors, timeouts) and on 502, 503 and 504,
   with exponential backoff and jitter, bounded in attempts and in total time (`retry_budget_s`, the
   evaluation's deadline). They never add load to an overloaded service: a 503's Retry-After is
@@ -107,6 +109,7 @@ class ModelClient:
         breaker_ttl_s: float = 5.0,
         batch_max_size: int = 256,
         batch_max_in_flight: int = 4,
+        batch_max_wait_s: float = 0.002,
         transport: httpx.AsyncBaseTransport | None = None,
         tracer: trace.Tracer | None = None,
     ) -> None:
@@ -130,8 +133,11 @@ class ModelClient:
         self._batch_max_size = batch_max_size
         self._batch_max_in_flight = batch_max_in_flight
         self._tracer = tracer  # None: tracing off
+        self._batch_max_wait_s = batch_max_wait_s
         self._pending: list[_Waiter] = []
         self._in_flight = 0
+        self._gathering: float | None = None  # when the loop started gathering the next call (monotonic)
+        self._gathered = 0  # how many waiters there were at the gathering's last turn
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def aclose(self) -> None:
@@ -144,7 +150,10 @@ class ModelClient:
         future: asyncio.Future[ModelPrediction] = asyncio.get_running_loop().create_future()
         parent = otel_context.get_current() if self._tracer is not None else None
         self._pending.append(_Waiter(figures, request_id, future, parent))
-        self._dispatch()
+        if self._gathering is None:
+            self._gathering = time.monotonic()
+            self._gathered = 0
+            asyncio.get_running_loop().call_soon(self._gather)
         return await future
 
     async def is_ready(self) -> bool:
@@ -165,6 +174,20 @@ class ModelClient:
         contexts = getattr(self._breakers.uow.contexts, "breakers", {})
         context = contexts.get(CIRCUIT)
         return str(context.state) if context is not None else "closed"
+
+    def _gather(self) -> None:
+        """One turn of the loop while the next call gathers: wait another turn while evaluations keep
+        joining (up to the batch size and the wait's bound), then send."""
+        waiting = len(self._pending)
+        if (
+            self._gathered < waiting < self._batch_max_size
+            and time.monotonic() - (self._gathering or 0.0) < self._batch_max_wait_s
+        ):
+            self._gathered = waiting
+            asyncio.get_running_loop().call_soon(self._gather)
+            return
+        self._gathering = None
+        self._dispatch()
 
     def _dispatch(self) -> None:
         while self._pending and self._in_flight < self._batch_max_in_flight:

@@ -4,10 +4,12 @@ identity provider (keys from its JWKS, cached, refreshed on an unknown `kid`).""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import secrets
+import tempfile
 import threading
 import time
 import urllib.request
@@ -37,13 +39,17 @@ def load_signing_key(settings: Settings) -> bytes:
     path: Path = settings.auth_signing_key_file
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole under another name, then linked into place: the API's processes start together
+        # (`make run` runs one per core), and none may read a half-written key. The first link wins.
+        fd, temp = tempfile.mkstemp(prefix=".signing-", dir=path.parent)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first: use theirs
-            pass
-        else:
+            os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_urlsafe(48) + "\n")
+            with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+                os.link(temp, path)
+        finally:
+            os.unlink(temp)
     key = path.read_text().strip()
     if len(key) < 32:
         raise ValueError(f"the signing key in {path} is shorter than 32 characters")

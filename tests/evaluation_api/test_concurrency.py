@@ -36,7 +36,9 @@ async def test_concurrent_evaluations_are_coalesced_and_each_recorded_once(
     tmp_path: Path, stub: ModelServiceStub
 ) -> None:
     stub.delay_s = 0.05  # a model call takes a moment: evaluations arriving meanwhile queue and go together
-    app = create_app(make_settings(tmp_path, model_batch_max_in_flight=2), model_transport=stub.transport())
+    app = create_app(
+        make_settings(tmp_path, model_batch_max_in_flight=2, model_batch_max_size=8), model_transport=stub.transport()
+    )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
@@ -48,8 +50,10 @@ async def test_concurrent_evaluations_are_coalesced_and_each_recorded_once(
             assert [r.status_code for r in responses] == [201] * N, [r.text for r in responses if r.status_code != 201]
             records = await asyncio.gather(*(client.get(f"{URL}/{r.json()['id']}") for r in responses))
 
-    # Coalesced: fewer /predict calls than evaluations, and every customer sent exactly once.
-    assert 1 < len(stub.calls) < N
+    # Coalesced: fewer /predict calls than evaluations, none larger than the batch size, and every
+    # customer sent exactly once.
+    assert len(stub.calls) < N
+    assert all(1 <= len(customers) <= 8 for customers in stub.customers)
     sent = [c for call in stub.customers for c in call]
     assert sorted(tuple(c[f] for f in FEATURES) for c in sent) == sorted(
         tuple(float(customer(i)[f]) for f in FEATURES) for i in range(N)
@@ -91,3 +95,24 @@ async def test_a_burst_while_the_model_is_down_records_nothing(tmp_path: Path, s
     assert all(int(r.headers["retry-after"]) >= 1 for r in responses)
     with sqlite3.connect(tmp_path / "evaluations.db") as connection:
         assert connection.execute("SELECT count(*) FROM evaluations").fetchone() == (0,)
+
+
+async def test_evaluations_that_arrive_together_share_one_call_even_with_free_slots(
+    tmp_path: Path, stub: ModelServiceStub
+) -> None:
+    # Every evaluation could have had a call of its own (as many slots as evaluations), yet the event
+    # loop's turn gathers those it is already working on into one /predict_batch call.
+    n = 20
+    app = create_app(make_settings(tmp_path, model_batch_max_in_flight=n), model_transport=stub.transport())
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=analyst_headers(app)
+        ) as client:
+            responses = await asyncio.gather(*(client.post(URL, json=customer(i)) for i in range(n)))
+            assert [r.status_code for r in responses] == [201] * n
+            calls = len(stub.calls)
+            # A lone evaluation still goes at once, alone.
+            assert (await client.post(URL, json=customer(n))).status_code == 201
+    assert calls < n / 2
+    assert len(stub.calls) == calls + 1 and len(stub.customers[-1]) == 1

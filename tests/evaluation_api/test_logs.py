@@ -92,7 +92,11 @@ def test_log_lines_of_a_coalesced_call_carry_its_own_request_ids(
     import httpx
 
     stub.delay_s = 0.2  # the first call is surely in flight when the others arrive
-    with start_app(model_batch_max_in_flight=1, log_level="DEBUG") as client, json_log_lines() as lines:
+    # At most 3 customers a call: the 6 evaluations make at least 2 calls.
+    with (
+        start_app(model_batch_max_in_flight=1, model_batch_max_size=3, log_level="DEBUG") as client,
+        json_log_lines() as lines,
+    ):
         app = client.app
 
         async def burst() -> None:

@@ -102,8 +102,14 @@ def test_when_every_call_fails_retries_stay_a_small_share_of_calls(
 
 async def test_a_half_open_circuit_lets_exactly_one_trial_call_through(tmp_path: Path, stub: ModelServiceStub) -> None:
     n = 12
+    # One customer per call: n calls, not one coalesced call.
     settings = make_settings(
-        tmp_path, breaker_threshold=1, breaker_ttl_s=0.3, model_retry_attempts=1, model_batch_max_in_flight=n
+        tmp_path,
+        breaker_threshold=1,
+        breaker_ttl_s=0.3,
+        model_retry_attempts=1,
+        model_batch_max_in_flight=n,
+        model_batch_max_size=1,
     )
     app = create_app(settings, model_transport=stub.transport())
     transport = httpx.ASGITransport(app=app)
