@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -20,6 +19,7 @@ from evaluation_api.errors import (
     ModelUnavailable,
     RecordUnconfirmed,
 )
+from evaluation_api.ids import random_uuid
 from evaluation_api.model_client import ModelClient
 from evaluation_api.monitoring import DriftMonitor
 from evaluation_api.observability import Metrics
@@ -83,7 +83,7 @@ class Evaluator:
 
         outcome = decide(self.policy, figures, segment.key)
         now = datetime.now(UTC)
-        evaluation_id = str(uuid.uuid4())
+        evaluation_id = str(random_uuid())
         reasons = [r.model_dump() for r in outcome.reasons]
         row: dict[str, Any] = {
             "id": evaluation_id,

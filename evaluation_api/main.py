@@ -12,12 +12,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Response
 from fastapi.staticfiles import StaticFiles
 from opentelemetry.sdk.trace import TracerProvider
-from prometheus_client import CollectorRegistry
-from prometheus_fastapi_instrumentator import Instrumentator
-from prometheus_fastapi_instrumentator import metrics as http_metrics
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from contract import DECISIONS, FEATURE_NAMES, SEGMENT_KEYS
 from evaluation_api import review_store
@@ -30,7 +28,7 @@ from evaluation_api.evaluate import Evaluator
 from evaluation_api.migrate import upgrade
 from evaluation_api.model_client import ModelClient
 from evaluation_api.monitoring import DriftMonitor
-from evaluation_api.observability import Metrics, RequestIdMiddleware, configure_logging
+from evaluation_api.observability import HttpMetricsMiddleware, Metrics, RequestIdMiddleware, configure_logging
 from evaluation_api.policy import load_policy
 from evaluation_api.protection import load_data_keys
 from evaluation_api.routes import (
@@ -199,15 +197,17 @@ def create_app(
     app.include_router(reviews.router)
     app.include_router(data_subjects.router)
     app.include_router(portfolio_runs.router)
-    # Two request metrics, not the default five (sizes, two latency histograms): each costs on every
-    # request, and these two answer the questions we ask (rate and errors by route, latency).
-    instrumentator = Instrumentator(registry=registry, excluded_handlers=["/metrics", "/healthz", "/readyz"])
-    # A bucket at the evaluation deadline: the p99-above-deadline alert (deploy/monitoring/) reads it exactly.
+    # Two request metrics (rate and errors by route, latency), with a bucket at the evaluation deadline:
+    # the p99-above-deadline alert (deploy/monitoring/) reads it exactly.
     buckets = sorted({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, settings.evaluation_deadline_s})
-    instrumentator.add(
-        http_metrics.requests(registry=registry), http_metrics.latency(registry=registry, buckets=buckets)
+    app.add_middleware(
+        HttpMetricsMiddleware, registry=registry, buckets=buckets, excluded=("/metrics", "/healthz", "/readyz")
     )
-    instrumentator.instrument(app).expose(app, endpoint="/metrics", include_in_schema=False)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_text() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
     if settings.frontend_dir.is_dir():
         # Last: the form at /, after every API route.
         app.mount("/", StaticFiles(directory=settings.frontend_dir, html=True), name="frontend")

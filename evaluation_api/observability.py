@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
+import time
+from collections.abc import Iterable
 from contextvars import ContextVar
 from typing import Any, TextIO
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pythonjsonlogger.json import JsonFormatter
 
+from evaluation_api.ids import random_uuid
+
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    return random_uuid().hex
 
 
 class RequestIdMiddleware:
@@ -48,6 +51,55 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             request_id_var.reset(token)
+
+
+class HttpMetricsMiddleware:
+    """`http_requests_total` and `http_request_duration_seconds`, by handler (the route's template),
+    method and status class ("2xx"): the names and labels of prometheus-fastapi-instrumentator, which
+    the alert rules and the dashboard read (deploy/monitoring/). Pure ASGI, and the handler is the
+    route FastAPI matched (scope["route"], read once the app has answered): the instrumentator matched
+    every route a second time on each request, about a tenth of an evaluation's CPU
+    (docs/ARCHITECTURE.md, "Where the CPU went")."""
+
+    def __init__(
+        self, app: Any, *, registry: CollectorRegistry, buckets: Iterable[float], excluded: Iterable[str] = ()
+    ) -> None:
+        self.app = app
+        self.excluded = frozenset(excluded)
+        labels = ["handler", "method", "status"]
+        self.requests = Counter(
+            "http_requests_total", "Total number of requests by method, status and handler.", labels, registry=registry
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "Duration of HTTP requests in seconds",
+            labels,
+            buckets=tuple(buckets),
+            registry=registry,
+        )
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the server answers if the app raises before it starts a response
+
+        async def send_with_status(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            handler = getattr(route, "path", None) or "none"  # "none": no route matched (a 404, a file)
+            if handler not in self.excluded:
+                labels = (handler, scope["method"], f"{status // 100}xx")
+                self.requests.labels(*labels).inc()
+                self.latency.labels(*labels).observe(time.perf_counter() - started)
 
 
 class _RequestIdFilter(logging.Filter):

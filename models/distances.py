@@ -27,11 +27,13 @@ class PipelineDistances:
 
     def __init__(self, pipeline: Any) -> None:
         names = tuple(name for name, _ in pipeline.steps)
-        log1p, scaler, kmeans = (step for _, step in pipeline.steps) if len(names) == 3 else (None, None, None)
+        if names != STEPS:
+            raise ValueError(f"not the log1p → StandardScaler → KMeans pipeline this computes: {names}")
+        log1p, scaler, kmeans = (step for _, step in pipeline.steps)
         if (
-            names != STEPS
-            or getattr(log1p, "func", None) is not np.log1p
+            getattr(log1p, "func", None) is not np.log1p
             or getattr(log1p, "inverse_func", None) is not None
+            or getattr(log1p, "kw_args", None)
             or not (getattr(scaler, "with_mean", False) and getattr(scaler, "with_std", False))
             or type(kmeans).__name__ != "KMeans"
         ):
