@@ -9,6 +9,7 @@ which is how a commit that no database timeout ends (a hung connection) looks fr
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -160,6 +161,27 @@ async def test_a_database_error_is_not_written_for_the_whole_group(engine: Engin
     finally:
         writer.close()
     assert stored_ids(engine) == {row(1)["id"]}
+
+
+async def test_processes_sharing_a_sqlite_file_take_turns_and_a_record_waiting_for_its_turn_is_withdrawn(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # Another process's writer holds the turn (`make run` runs one API process per core on one file).
+    with open(tmp_path / "records.db.writers.lock", "a+b") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        writer = RecordWriter(engine, queue_max=10, commit_timeout_s=0.3)
+        try:
+            # Still queued when its deadline passes: withdrawn, so surely not written.
+            with pytest.raises(RecordNotWritten):
+                await writer.write(row(1))
+            waiting = asyncio.create_task(writer.write(row(2)))
+            await asyncio.sleep(0.1)
+            assert not waiting.done() and writer.health().queue_depth == 1
+            fcntl.flock(other, fcntl.LOCK_UN)  # the other process's commit ends: this one goes at once
+            await waiting
+        finally:
+            writer.close()
+    assert stored_ids(engine) == {row(2)["id"]}
 
 
 @contextmanager
