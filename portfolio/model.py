@@ -1,20 +1,27 @@
 """The model for a portfolio run: the committed pickle (or one from a Bento), checked against its model
-card before it is unpickled, exactly as the import into BentoML's store and the model service do."""
+card before it is unpickled, exactly as the import into BentoML's store and the model service do.
+
+`load_segmenter` is what the engines call: numpy on the pipeline's parameters, with the pipeline
+itself for the rows numpy cannot decide (portfolio/segmenter.py). `load_pipeline` unpickles the
+scikit-learn pipeline."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib
-
+from contract import FEATURES
 from models import CARD_PATH, PICKLE_PATH
 from models.import_model import IntegrityError, read_card, verify, version_of
+from portfolio.segmenter import KMeansSegmenter, PipelineSegmenter, Segmenter, UnknownLayout, read_parameters
 
-__all__ = ["IntegrityError", "VerifiedModel", "load_pipeline", "read_verified"]
+__all__ = ["IntegrityError", "VerifiedModel", "load_pipeline", "load_segmenter", "read_verified"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,8 +48,27 @@ def read_verified(*, pickle_path: Path = PICKLE_PATH, card_path: Path = CARD_PAT
     return VerifiedModel(pickle=data, sha256=sha256)
 
 
-def load_pipeline(model: VerifiedModel) -> Any:
-    """Unpickle the pipeline, checking the bytes against their sha256 first (a broadcast arrives as bytes)."""
+def _check(model: VerifiedModel) -> None:
     if hashlib.sha256(model.pickle).hexdigest() != model.sha256:
         raise IntegrityError("the model's bytes do not match their sha256; refusing to unpickle them")
+
+
+def load_pipeline(model: VerifiedModel) -> Any:
+    """Unpickle the pipeline, checking the bytes against their sha256 first (a broadcast arrives as bytes)."""
+    _check(model)
+    import joblib  # with scikit-learn, on first need: about 1.5 s of imports
+
     return joblib.load(io.BytesIO(model.pickle))
+
+
+def load_segmenter(model: VerifiedModel) -> Segmenter:
+    """What the engines predict with: numpy on the pipeline's parameters when the pickle is the known
+    `log1p -> StandardScaler -> KMeans` pipeline (the pipeline only for rows on a segment boundary),
+    the pipeline itself otherwise. The bytes are checked against their sha256 first, either way."""
+    _check(model)
+    try:
+        parameters = read_parameters(model.pickle, features=len(FEATURES))
+    except UnknownLayout as exc:
+        logger.info("the model is predicted by scikit-learn: %s", exc)
+        return PipelineSegmenter(load_pipeline(model))
+    return KMeansSegmenter(parameters, exact=lambda: PipelineSegmenter(load_pipeline(model)))

@@ -21,7 +21,7 @@ from evaluation_api import policy as policy_module
 from evaluation_api.policy import Policy, PolicyError, load_policy
 from models import CARD_PATH, PICKLE_PATH
 from portfolio.batch import Columns, PortfolioError, Scorer
-from portfolio.model import IntegrityError, VerifiedModel, load_pipeline, read_verified
+from portfolio.model import IntegrityError, VerifiedModel, load_segmenter, read_verified
 from portfolio.summary import summarize, summary_path, write_summary
 
 logger = logging.getLogger(__name__)
@@ -81,11 +81,11 @@ def score(
     elif engine == "local":
         from portfolio.local_engine import run_local
 
-        pipeline = load_pipeline(model)
+        segmenter = load_segmenter(model)
 
         def make_scorer(columns: Columns) -> Scorer:
             return Scorer(
-                pipeline=pipeline, model_version=model.version, policy=policy, candidate=candidate, columns=columns
+                model=segmenter, model_version=model.version, policy=policy, candidate=candidate, columns=columns
             )
 
         tally, seconds = run_local(

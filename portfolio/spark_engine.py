@@ -41,7 +41,7 @@ from portfolio.batch import (
     plain_schema,
     resolve_columns,
 )
-from portfolio.model import VerifiedModel, load_pipeline
+from portfolio.model import VerifiedModel, load_segmenter
 from portfolio.summary import Tally, write_summary
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -91,7 +91,7 @@ def _scorer(model: Any, policy: Policy, candidate: Policy | None, columns: Colum
     scorer = _SCORERS.get(key)
     if scorer is None:
         scorer = Scorer(
-            pipeline=load_pipeline(verified),
+            model=load_segmenter(verified),
             model_version=verified.version,
             policy=policy,
             candidate=candidate,
