@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from tests.portfolio.conftest import (
     valid_figures,
 )
 
+ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_COLUMNS = ["customer_id", "segment_id", "segment_key", "decision", "reasons", "model_version", "policy_version"]
 
 
@@ -207,3 +211,12 @@ def test_a_text_cell_parses_the_same_alone_or_beside_a_bad_one(text: str) -> Non
     except pa.ArrowInvalid:
         fast_ok = False
     assert fast_ok == pc.match_substring_regex(pa.array([text.strip()]), _NUMBER_RE)[0].as_py()
+
+
+def test_arrow_allocates_with_jemalloc() -> None:
+    """The package sets Arrow's allocator before pyarrow is imported (memory bounded by the batch, not
+    the file: docs/ARCHITECTURE.md, "The local engine")."""
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    code = "import portfolio, pyarrow as pa; print(pa.default_memory_pool().backend_name)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "jemalloc"
