@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,7 @@ def _token(base_url: str, password: str) -> str:
 
 
 def _one(client: httpx.Client, csv_path: Path, work: Path) -> dict[str, Any]:
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     with csv_path.open("rb") as f:
         answer = client.post(URL, files={"file": ("carteira.csv", f, "text/csv")})
@@ -90,10 +93,11 @@ def _one(client: httpx.Client, csv_path: Path, work: Path) -> dict[str, Any]:
         "download_parquet_s": round(parquet_s, 2),
         "parquet_mib": round(parquet_bytes / 2**20, 1),
         "engine_rows_per_s": run["summary"]["rows_per_s"],
+        "load_1m_before": round(load_before, 2),
     }
 
 
-def measure(rows: int, repeat: int) -> dict[str, Any]:
+def measure(rows: int, repeat: int, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="portfolio-upload-") as tmp:
         work = Path(tmp)
         table, origin = generate(rows)
@@ -116,13 +120,14 @@ def measure(rows: int, repeat: int) -> dict[str, Any]:
                 runs = []
                 for _ in range(repeat):
                     runs.append(_one(client, csv_path, work))
-                    print(f"upload path: {runs[-1]}", flush=True)
+                    log(f"portfolio upload path (round {len(runs)}): {runs[-1]}")
         walls = [r["wall_s"] for r in runs]
         return {
             "rows": rows,
             "csv_mib": round(csv_path.stat().st_size / 2**20, 1),
             "data": origin,
             "wall_s": {"median": statistics.median(walls), "min": min(walls), "max": max(walls)},
+            "load_1m_at_end": round(os.getloadavg()[0], 2),
             "runs": runs,
         }
 

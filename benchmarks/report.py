@@ -20,6 +20,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
+from benchmarks import portfolio
+
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 ARCHITECTURE = DOCS / "ARCHITECTURE.md"
 
@@ -333,6 +335,8 @@ def markdown(results: dict[str, Any], *, images: str = "") -> str:
             f"| bulk ≥ 500,000 customers/s through the batch path | {e['customers_per_s']:,} customers/s "
             f"| {_yes(e['met'])} | – |"
         )
+    if results.get("portfolio"):
+        lines += portfolio.goal_rows(results["portfolio"])
     lines.append("")
     lines += held_in_every_round(results)
     lines += headline(results)
@@ -390,7 +394,18 @@ def markdown(results: dict[str, Any], *, images: str = "") -> str:
                 f"{', '.join(f'{t:.3f}' for t in b['seconds'])} | {b['customers_per_s']:,} |"
             )
         lines.append("")
+    if results.get("portfolio"):
+        lines += portfolio.markdown(results["portfolio"])
     lines += _experiments_md(results, images=images)
+    if results.get("carried_over"):
+        lines += (
+            ["## Carried over from an earlier run", ""]
+            + [
+                f"- {k}: not run this time (`--only`); its figures are those of the run of {v}"
+                for k, v in results["carried_over"].items()
+            ]
+            + [""]
+        )
     if results.get("skipped"):
         lines += ["## Not run", ""] + [f"- {k}: {v}" for k, v in results["skipped"].items()] + [""]
     return "\n".join(lines)
@@ -402,6 +417,8 @@ def held_in_every_round(results: dict[str, Any]) -> list[str]:
     g = goals(results)
     top = g["clients"]
     n = len({p.get("round", 1) for p in results["load"] if p["key"] in HEADLINE_KEYS})
+    if not n and results.get("portfolio"):  # a run of the portfolio section alone
+        n = max(c["rounds"] for c in results["portfolio"]["cases"].values())
     out = [f"## What held in every round ({n} round{'s' if n != 1 else ''})", ""]
     facts = []
     e = g.get("end_to_end_vs_monolith")
@@ -441,6 +458,8 @@ def held_in_every_round(results: dict[str, Any]) -> list[str]:
     if cpu:
         parts = [f"{LABELS[k]} {v['min']:.2f}–{v['max']:.2f} ms" for k, v in cpu.items()]
         facts.append(f"CPU per request at {top} clients, lowest to highest round: " + "; ".join(parts) + ".")
+    if results.get("portfolio"):
+        facts += portfolio.facts(results["portfolio"])
     return out + [f"- {f}" for f in facts] + [""]
 
 

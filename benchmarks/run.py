@@ -3,7 +3,8 @@
     python -m benchmarks.run                 # everything, about 12 minutes on 2 cores (make bench)
     python -m benchmarks.run --rounds 5      # more rounds of the three systems in alternation
     python -m benchmarks.run --smoke --out /tmp/bench   # a few seconds per system: the harness works
-    python -m benchmarks.run --only load,bulk            # some sections; the others are not run
+    python -m benchmarks.run --only load,bulk            # some sections; the others keep their last results
+    python -m benchmarks.run --only portfolio            # portfolio runs alone, about 6 minutes
 
 Every system is started here on free loopback ports and stopped at the end, whatever happens.
 The numbers depend on what else the machine is doing: run it on a quiet machine.
@@ -33,7 +34,7 @@ from benchmarks import bulk, load, report, systems
 from benchmarks.loadgen import wrk
 from benchmarks.systems import ROOT, System
 
-SECTIONS = ("load", "bulk", "fault", "rollout", "scaling")
+SECTIONS = ("load", "bulk", "fault", "rollout", "scaling", "portfolio")
 DEFAULT_OUT = ROOT / "docs" / "results"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cc_general.csv"
 
@@ -230,11 +231,54 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             log(f"== experiment: {name}")
             fn = getattr(experiments, name)
             results["experiments"][name] = fn(workdir=work, smoke=smoke, data_path=args.data, log=log)
+
+        # --- portfolio runs: the scoring command on 5,000,000 customers, Spark beside it, the upload path
+        def portfolio_section() -> None:
+            from benchmarks import portfolio
+
+            spark_rounds = args.portfolio_spark_rounds if args.portfolio_spark_rounds >= 0 else rounds
+            results["portfolio"] = portfolio.measure(
+                rows=args.portfolio_rows if not smoke else min(args.portfolio_rows, 20_000),
+                rounds=rounds if not smoke else 1,
+                spark_rounds=spark_rounds if not smoke else min(spark_rounds, 1),
+                upload_rows=1_000_000 if not smoke else 20_000,
+                log=log,
+            )
+
+        section("portfolio", portfolio_section)
     finally:
         results["elapsed_s"] = round(time.monotonic() - started, 1)
         if not args.keep_workdir:
             shutil.rmtree(work, ignore_errors=True)
     return results
+
+
+def carry_over(results: dict[str, Any], previous_path: Path, *, ran: set[str]) -> None:
+    """Sections not run this time (`--only`) keep the results of the last full-length run in previous_path,
+    named in results["carried_over"] with that run's date, so one section can be refreshed without
+    erasing the others. Nothing is carried from a smoke run, nor into one."""
+    if results.get("smoke") or not previous_path.is_file():
+        return
+    previous = json.loads(previous_path.read_text(encoding="utf-8"))
+    if previous.get("smoke"):
+        return
+    dates = previous.get("carried_over", {})
+    when = previous.get("generated_at", "?")
+    carried: dict[str, str] = {}
+    for name in SECTIONS:
+        if name in ran:
+            continue
+        if name == "load" and previous.get("load"):
+            results["load"], results["settings"] = previous["load"], previous["settings"]
+        elif name in ("bulk", "portfolio") and previous.get(name):
+            results[name] = previous[name]
+        elif previous.get("experiments", {}).get(name):
+            results["experiments"][name] = previous["experiments"][name]
+        else:
+            continue
+        carried[name] = dates.get(name, when)
+    if carried:
+        results["carried_over"] = carried
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,6 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     add("--rate-users", type=int, default=64, help="locust users sharing the fixed rate (default 64)")
     add("--bulk-customers", type=int, default=100_000, help="customers in the bulk request (default 100,000)")
     add("--data", type=Path, default=DEFAULT_DATA, help="training CSV for the rollout experiment")
+    add("--portfolio-rows", type=int, default=5_000_000, help="customers per portfolio run (default 5,000,000)")
+    add(
+        "--portfolio-spark-rounds",
+        type=int,
+        default=-1,
+        help="rounds of the Spark case, about 80 s each (default: --rounds; 0 skips Spark)",
+    )
     add("--workdir", type=Path, default=None, help="parent of the temporary work directory (default: system temp)")
     add("--keep-workdir", action="store_true", help="keep server logs and load-tool files")
     args = parser.parse_args(argv)
@@ -264,9 +315,13 @@ def main(argv: list[str] | None = None) -> int:
         args.bulk_customers = 2_000
 
     results = run(args)
+    if args.only:
+        carry_over(results, args.out / "results.json", ran=set(args.only.split(",")))
     results["goals"] = report.goals(results)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    if "portfolio" in results and "portfolio" not in results.get("carried_over", {}):
+        (args.out / "portfolio.json").write_text(json.dumps(results["portfolio"], indent=2) + "\n", encoding="utf-8")
     # The architecture document quotes the real run, never a smoke run or one written elsewhere.
     publish = not args.smoke and args.out.resolve() == DEFAULT_OUT.resolve()
     report.write(results, out_dir=args.out, doc=report.ARCHITECTURE if publish else None)

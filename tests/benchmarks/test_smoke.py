@@ -77,3 +77,25 @@ def test_experiments(tmp_path: Path) -> None:
     assert [r["model_workers"] for r in results["experiments"]["scaling"]["runs"]] == [1, 2]
     for name in ("fault.png", "rollout.png", "scaling.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_portfolio(tmp_path: Path) -> None:
+    results = _run(tmp_path, "portfolio")
+
+    p = results["portfolio"]
+    assert set(p["cases"]) == {
+        "local_parquet_small",
+        "local_parquet",
+        "local_parquet_large",
+        "local_csv",
+        "spark_local2_parquet",
+    }
+    for case in p["cases"].values():
+        assert case["rounds"] == 1
+        for r in case["runs"]:
+            assert r["max_rss_mib"] > 0 and r["tree_peak_rss_mib"] > 0 and r["cpu_s"] > 0, r
+    assert p["cases"]["spark_local2_parquet"]["runs"][0]["job_s"] > 0
+    assert [r["engine_rows_per_s"] > 0 for r in p["upload_path"]["runs"]] == [True]
+    assert {"local_parquet", "local_csv", "memory_by_rows", "upload"} <= p["goals"].keys()
+    assert json.loads((tmp_path / "portfolio.json").read_text(encoding="utf-8")) == p
+    assert "## Portfolio runs" in (tmp_path / "summary.md").read_text(encoding="utf-8")
