@@ -6,7 +6,9 @@
 It uses the evaluation API's settings (DATABASE_URL, PORTFOLIO_RUN_DIR, ...): the same database and
 run directory; the API migrates the database, the worker waits for it. At start it fails the runs a
 crash left `running` (evaluation_api.portfolio_runs.recover), and every minute those nobody updated
-for PORTFOLIO_STALE_AFTER_S.
+for PORTFOLIO_STALE_AFTER_S. Once a day (03:30, the host's time) it removes the files of runs older
+than PORTFOLIO_RETENTION_DAYS, as `purge` does: wherever a worker runs (make run, Compose,
+Kubernetes), the uploads' retention runs too.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from huey import crontab
+from huey import Huey, crontab
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -119,6 +122,30 @@ def _recover_at_start(engine: Engine, settings: Settings) -> list[str]:
             time.sleep(2)
 
 
+def purge(engine: Engine, settings: Settings, days: int | None = None) -> list[str]:
+    """Remove the files of finished runs older than the retention (PORTFOLIO_RETENTION_DAYS)."""
+    days = days if days is not None else settings.portfolio_retention_days
+    removed = runs.purge(engine, settings.portfolio_run_dir, older_than_days=days)
+    logger.info("removed the files of %d run(s) older than %d days", len(removed), days)
+    return removed
+
+
+def schedule(huey: Huey, engine: Engine, settings: Settings) -> dict[str, Any]:
+    """The consumer's periodic tasks: stale runs failed every minute, the retention once a day."""
+
+    @huey.periodic_task(crontab(minute="*"), name="portfolio.recover")  # type: ignore[untyped-decorator]
+    def recover_stale() -> None:
+        stale = runs.recover(engine, host=None, stale_after_s=settings.portfolio_stale_after_s)
+        if stale:
+            logger.warning("failed %d stale run(s): %s", len(stale), ", ".join(stale))
+
+    @huey.periodic_task(crontab(hour="3", minute="30"), name="portfolio.purge")  # type: ignore[untyped-decorator]
+    def purge_old() -> None:
+        purge(engine, settings)
+
+    return {"recover": recover_stale, "purge": purge_old}
+
+
 def consume(settings: Settings, *, workers: int) -> None:
     engine = engine_for(settings)
     name = worker_name()
@@ -126,13 +153,7 @@ def consume(settings: Settings, *, workers: int) -> None:
     if failed:
         logger.warning("failed %d run(s) a stopped worker left running: %s", len(failed), ", ".join(failed))
     queue = runs.queue_for(settings.portfolio_run_dir)
-
-    @queue.huey.periodic_task(crontab(minute="*"), name="portfolio.recover")  # type: ignore[untyped-decorator]
-    def recover_stale() -> None:
-        stale = runs.recover(engine, host=None, stale_after_s=settings.portfolio_stale_after_s)
-        if stale:
-            logger.warning("failed %d stale run(s): %s", len(stale), ", ".join(stale))
-
+    schedule(queue.huey, engine, settings)
     logger.info("portfolio worker %s consuming %s", name, settings.portfolio_run_dir / runs.QUEUE_FILE)
     queue.huey.create_consumer(workers=workers, worker_type="thread", check_worker_health=True).run()
 
@@ -141,16 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m portfolio.worker", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=1, help="runs at once (each uses every core)")
     commands = parser.add_subparsers(dest="command")
-    purge = commands.add_parser("purge", help="remove the files of runs older than PORTFOLIO_RETENTION_DAYS")
-    purge.add_argument("--days", type=int, default=None, help="override PORTFOLIO_RETENTION_DAYS")
+    purge_command = commands.add_parser("purge", help="remove the files of runs older than PORTFOLIO_RETENTION_DAYS")
+    purge_command.add_argument("--days", type=int, default=None, help="override PORTFOLIO_RETENTION_DAYS")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
     if args.command == "purge":
-        engine = engine_for(settings)
-        days = args.days if args.days is not None else settings.portfolio_retention_days
-        removed = runs.purge(engine, settings.portfolio_run_dir, older_than_days=days)
-        logger.info("removed the files of %d run(s) older than %d days", len(removed), days)
+        purge(engine_for(settings), settings, args.days)
         return 0
     consume(settings, workers=args.workers)
     return 0

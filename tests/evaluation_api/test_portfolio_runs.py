@@ -11,7 +11,7 @@ import random
 import socket
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +241,28 @@ def test_recovery_fails_runs_a_crash_left_running_and_purge_removes_old_files(
     assert runs.purge(engine, settings.portfolio_run_dir, older_than_days=1) == [ids[0]]
     assert not directory.exists()
     assert (settings.portfolio_run_dir / ids[2] / runs.INPUT_CSV).is_file()
+
+
+def test_the_worker_applies_the_retention_once_a_day(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from portfolio import worker
+
+    engine = app_of(client).state.engine
+    settings = app_of(client).state.settings
+    run_id = upload(client, portfolio_csv(3)).json()["id"]
+    runs.start(engine, run_id, worker="host-a:1")
+    runs.recover(engine, host="host-a", stale_after_s=3600)  # finished (failed): its files may go
+    tasks = worker.schedule(runs.queue_for(settings.portfolio_run_dir).huey, engine, settings)
+    assert tasks["purge"].task_class().validate_datetime(datetime(2026, 11, 27, 3, 30))
+    assert not tasks["purge"].task_class().validate_datetime(datetime(2026, 11, 27, 4, 30))
+    assert tasks["recover"].task_class().validate_datetime(datetime(2026, 11, 27, 4, 31))
+
+    tasks["purge"].call_local()
+    assert (settings.portfolio_run_dir / run_id / runs.INPUT_CSV).is_file()  # younger than the retention
+    real_now = runs.now
+    days = settings.portfolio_retention_days + 1
+    monkeypatch.setattr(runs, "now", lambda: real_now() + timedelta(days=days))
+    tasks["purge"].call_local()
+    assert not (settings.portfolio_run_dir / run_id).exists()
 
 
 @pytest.mark.slow
