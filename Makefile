@@ -35,6 +35,7 @@ export BENTO_BASE_IMAGE ?= $(PYTHON_IMAGE)
 # What `make images` builds and `make stack` runs.
 export MODEL_SERVICE_IMAGE ?= localhost/credit-eligibility/model-service:$(IMAGE_TAG)
 export API_IMAGE ?= localhost/credit-eligibility/evaluation-api:$(IMAGE_TAG)
+export PORTFOLIO_WORKER_IMAGE ?= localhost/credit-eligibility/portfolio-worker:$(IMAGE_TAG)
 export GATEWAY_IMAGE ?= localhost/credit-eligibility/gateway:$(IMAGE_TAG)
 export GATEWAY_PORT ?= 8080
 
@@ -52,7 +53,7 @@ setup: $(VENV)/.installed ## Build .venv with the pinned dependencies (hash-chec
 # requirements/*.txt name what each program needs; constraints.txt pins every package of the tree.
 # `make lock` resolves them into requirements/lock/*.txt with every file's sha256, and everything
 # installs from a lock with --require-hashes: a package changed on the index is refused.
-LOCKED := dev evaluation-api model-service
+LOCKED := dev evaluation-api model-service portfolio-worker
 lock: ## Regenerate requirements/lock/*.txt (with hashes) after changing requirements/ (needs PyPI)
 	@test -x $(VENV)/bin/uv || $(PY) -m pip install -q --disable-pip-version-check uv==0.13.8
 	for f in $(LOCKED); do \
@@ -125,16 +126,16 @@ podman-deps: ## Debian packages for the images: podman, runc, mmdebstrap (and ne
 podman-check: podman-deps ## Whether podman can build and run containers here (says why not)
 	@deploy/images/probe.sh
 
-images: podman-deps import ## Build the three images with podman (and the base images, from Debian's packages, once)
+images: podman-deps import ## Build the four images with podman (and the base images, from Debian's packages, once)
 	deploy/images/build.sh
 
 images-clean: ## Remove the images `make images` built, base images included (the next build starts from nothing)
 	deploy/images/clean.sh
 
-stack: setup podman-deps ## Run the images of `make images`: PostgreSQL, migrations, model service, API, gateway on 127.0.0.1:8080
+stack: setup podman-deps ## Run the images of `make images`: PostgreSQL, migrations, model service, API, portfolio worker, gateway on 127.0.0.1:8080
 	deploy/images/stack.sh up
 
-stack-down: setup ## Stop and remove the stack: containers, networks, the database volume
+stack-down: setup ## Stop and remove the stack: containers, networks, the database and portfolio volumes
 	deploy/images/stack.sh down
 
 test-images: setup ## Test the running stack through its gateway (after `make images stack`)

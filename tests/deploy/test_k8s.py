@@ -166,6 +166,8 @@ def test_probes_ask_the_endpoints_each_service_has_for_them(
 
     for deployment in of_kind(production, "Deployment"):
         for container in pod_spec(deployment)["containers"]:
+            if deployment["metadata"]["name"] == "portfolio-worker":
+                continue  # serves nothing: no port to probe; a consumer that dies ends its container
             assert {"readinessProbe", "livenessProbe"} <= container.keys(), container["name"]
             ports = {p["name"] for p in container["ports"]}
             assert {container[k]["httpGet"]["port"] for k in _probe_paths(container)} <= ports
@@ -177,6 +179,8 @@ def test_every_rollout_keeps_the_old_pods_serving_until_new_ones_are_ready(produ
         assert strategy["type"] == "RollingUpdate"
         assert strategy["rollingUpdate"]["maxUnavailable"] == 0, deployment["metadata"]["name"]
         assert strategy["rollingUpdate"]["maxSurge"] >= 1
+        if deployment["metadata"]["name"] == "portfolio-worker":
+            continue  # in no Service's endpoints
         for container in pod_spec(deployment)["containers"]:
             # Out of the Service's endpoints before the process is told to stop.
             assert container["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep"
@@ -300,7 +304,7 @@ def test_production_pins_every_image_to_a_registry_and_a_version(production: lis
     base = kustomize(K8S / "base")
     base_images = {c["name"]: c["image"] for d in of_kind(base, "Deployment") for c in all_containers(d)}
     # The base names one image per service, which the release builds (docs/DEPLOY.md).
-    assert set(base_images.values()) == {f"credit-eligibility/{name}" for name in WORKLOADS}
+    assert set(base_images.values()) == {f"credit-eligibility/{name}" for name in (*WORKLOADS, "portfolio-worker")}
     for deployment in of_kind(production, "Deployment"):
         for container in all_containers(deployment):
             registry, _, rest = container["image"].partition("/")
@@ -308,6 +312,31 @@ def test_production_pins_every_image_to_a_registry_and_a_version(production: lis
             assert "." in registry, f"{container['image']}: no registry host"
             assert tag and tag != "latest", f"{container['image']}: a version, never latest"
             assert name.endswith(base_images[container["name"]].split("/", 1)[1]), container["image"]
+
+
+def test_the_portfolio_worker_and_the_api_share_one_volume_on_one_node(production: list[Obj]) -> None:
+    api, worker = one(production, "Deployment", "evaluation-api"), one(production, "Deployment", "portfolio-worker")
+    claim = one(production, "PersistentVolumeClaim", "portfolio-runs")
+    # SQLite's WAL (the queue) needs every process on one host: a volume one node attaches, and the
+    # API's pods where the worker runs.
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    (term,) = pod_spec(api)["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"].items() <= worker["spec"]["template"]["metadata"]["labels"].items()
+    settings = one(production, "ConfigMap", "evaluation-api-settings")["data"]
+    for deployment in (api, worker):
+        spec = pod_spec(deployment)
+        (volume,) = [v for v in spec["volumes"] if v.get("persistentVolumeClaim")]
+        assert volume["persistentVolumeClaim"]["claimName"] == "portfolio-runs"
+        (container,) = spec["containers"]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+        assert mount["mountPath"] == settings["PORTFOLIO_RUN_DIR"]
+        assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsGroup"]
+    (container,) = pod_spec(worker)["containers"]
+    assert container["command"] == ["python", "-m", "portfolio.worker"]
+    assert {e["name"] for e in container["env"]} == {"DATABASE_URL"}
+    assert container["envFrom"] == [{"configMapRef": {"name": "evaluation-api-settings"}}]
+    assert int(settings["PORTFOLIO_RETENTION_DAYS"]) > 0
 
 
 # --------------------------------------------------------------------------- against the real processes

@@ -13,7 +13,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / "requirements"
-LOCKED = ("dev", "evaluation-api", "model-service")
+LOCKED = ("dev", "evaluation-api", "model-service", "portfolio-worker")
 
 
 def _entries(path: Path) -> dict[str, tuple[Requirement, list[str]]]:

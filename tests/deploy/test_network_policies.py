@@ -167,7 +167,12 @@ def real_paths(production: list[Obj]) -> set[tuple[str, str, int, str]]:
         ("gateway", "evaluation-api", api, "TCP"),
         ("evaluation-api", "model-service", model, "TCP"),
         ("evaluation-api", "postgresql", 5432, "TCP"),
-        *{(name, "kube-dns", 53, proto) for name in ("gateway", "evaluation-api") for proto in ("UDP", "TCP")},
+        ("portfolio-worker", "postgresql", 5432, "TCP"),
+        *{
+            (name, "kube-dns", 53, proto)
+            for name in ("gateway", "evaluation-api", "portfolio-worker")
+            for proto in ("UDP", "TCP")
+        },
     }
 
 

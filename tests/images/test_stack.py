@@ -67,3 +67,38 @@ def test_without_the_model_service_the_api_answers_503_with_retry_after_then_rec
         return api.post("/api/v1/evaluations", json=body()).status_code == 201
 
     until(evaluates, timeout_s=120, interval_s=1, what="the API evaluates again once the model service is back")
+
+
+def test_a_portfolio_run_through_the_gateway_is_scored_by_the_worker_and_downloaded(api: httpx.Client) -> None:
+    """An analyst's upload goes through the gateway to the API, which queues it on the volume it shares
+    with the portfolio worker's container; the worker scores it (bad row included) and the result
+    comes back through the gateway."""
+    names = list(next(iter(SEGMENT_CUSTOMERS.values())))
+    lines = ["customer_id," + ",".join(names)]
+    for i, figures in enumerate(SEGMENT_CUSTOMERS.values()):
+        lines.append(f"C{i}," + ",".join(str(figures[n]) for n in names))
+    lines.append("C-bad," + ",".join(["-1"] + ["10"] * (len(names) - 1)))  # a negative balance
+    created = api.post(
+        "/api/v1/portfolio-runs", files={"file": ("carteira.csv", ("\n".join(lines) + "\n").encode(), "text/csv")}
+    )
+    assert created.status_code == 202, created.text
+    run_id = created.json()["id"]
+
+    def finished() -> dict[str, object] | None:
+        run: dict[str, object] = api.get(f"/api/v1/portfolio-runs/{run_id}").json()
+        return run if run["status"] in ("succeeded", "failed") else None
+
+    # The gateway limits the API paths to 10 requests/s per client: poll gently.
+    run = until(finished, timeout_s=120, interval_s=0.5, what=f"portfolio run {run_id} to finish")
+    assert run["status"] == "succeeded", run
+    summary = run["summary"]
+    assert isinstance(summary, dict)
+    assert summary["rows_total"] == len(SEGMENT_CUSTOMERS) + 1 and summary["rows_invalid"] == 1
+    result = run["result"]
+    assert isinstance(result, dict)
+    download = api.get(str(result["csv"]))
+    assert download.status_code == 200, download.text
+    rows = download.text.strip().splitlines()
+    assert len(rows) == len(SEGMENT_CUSTOMERS) + 2  # the header, then one row per input row, in order
+    assert rows[-1].startswith('"C-bad"') or rows[-1].startswith("C-bad"), rows[-1]
+    assert "invalid" in rows[-1] and "balance:ge" in rows[-1]
