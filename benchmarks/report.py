@@ -942,15 +942,16 @@ def write(results: dict[str, Any], *, out_dir: Path, doc: Path | None = None) ->
     (out_dir / "summary.md").write_text(markdown(results), encoding="utf-8")
     if doc is not None:
         splice(doc, results, images=f"{out_dir.resolve().relative_to(doc.parent.resolve())}/")
-    if results["load"]:
+    carried = results.get("carried_over", {})  # their charts are already those of their run
+    if results["load"] and "load" not in carried:
         chart_load(results, out_dir)
         chart_resources(results, out_dir)
     ex = results.get("experiments", {})
-    if ex.get("fault") and "skipped" not in ex["fault"]:
+    if ex.get("fault") and "skipped" not in ex["fault"] and "fault" not in carried:
         chart_fault(ex["fault"], out_dir)
-    if ex.get("rollout") and "skipped" not in ex["rollout"]:
+    if ex.get("rollout") and "skipped" not in ex["rollout"] and "rollout" not in carried:
         chart_rollout(ex["rollout"], out_dir)
-    if ex.get("scaling") and "skipped" not in ex["scaling"]:
+    if ex.get("scaling") and "skipped" not in ex["scaling"] and "scaling" not in carried:
         chart_scaling(ex["scaling"], out_dir)
 
 
