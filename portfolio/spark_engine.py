@@ -4,7 +4,7 @@ outgrow one machine.
 - Input: any path Spark reads (local, s3a://, hdfs://), CSV with a header (every column read as text,
   parsed by the same code as the local engine) or Parquet.
 - The model: the driver reads the pickle and checks it against its model card; the verified bytes are
-  broadcast; each Python worker checks them again and unpickles them once, then keeps the scorer for
+  broadcast; each Python worker checks them again and reads the model once (load_segmenter), then keeps the scorer for
   every later task (Spark reuses its Python workers).
 - Arrow all the way: `mapInArrow` hands the worker Arrow record batches and takes Arrow back; no
   pandas on the path.
