@@ -18,19 +18,18 @@ no value needs them (docs/ARCHITECTURE.md, "Protection at rest").
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
-import os
 import secrets
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from evaluation_api.secret_files import write_secret_file
 
 HASH_KEY_BYTES = 32
 
@@ -82,25 +81,7 @@ class KeyMaterial:
 def write_key_file(path: Path, material: KeyMaterial, *, replace: bool) -> bool:
     """Write the key file atomically, readable by its owner only (0600). With replace=False, an
     existing file wins (two processes starting at once agree on one key): returns False then."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=".data-keys-", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(material.dumps())
-            handle.flush()
-            os.fsync(handle.fileno())
-        if replace:
-            os.replace(temp, path)
-            return True
-        try:
-            os.link(temp, path)  # atomic and exclusive: fails if the file appeared meanwhile
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
+    return write_secret_file(path, material.dumps(), replace=replace)
 
 
 def read_key_file(path: Path) -> KeyMaterial:

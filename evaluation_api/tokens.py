@@ -4,12 +4,9 @@ identity provider (keys from its JWKS, cached, refreshed on an unknown `kid`).""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import secrets
-import tempfile
 import threading
 import time
 import urllib.request
@@ -22,6 +19,7 @@ import jwt
 
 from evaluation_api.config import Settings
 from evaluation_api.roles import ROLES, Principal, Role
+from evaluation_api.secret_files import write_secret_file
 
 logger = logging.getLogger(__name__)
 
@@ -38,18 +36,8 @@ def load_signing_key(settings: Settings) -> bytes:
         return settings.auth_signing_key.get_secret_value().encode()
     path: Path = settings.auth_signing_key_file
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written whole under another name, then linked into place: the API's processes start together
-        # (`make run` runs one per core), and none may read a half-written key. The first link wins.
-        fd, temp = tempfile.mkstemp(prefix=".signing-", dir=path.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(48) + "\n")
-            with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
-                os.link(temp, path)
-        finally:
-            os.unlink(temp)
+        # Another process starting at once may make it first: then its key is used (read below).
+        write_secret_file(path, secrets.token_urlsafe(48) + "\n", replace=False)
     key = path.read_text().strip()
     if len(key) < 32:
         raise ValueError(f"the signing key in {path} is shorter than 32 characters")
