@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
@@ -11,18 +12,17 @@ from evaluation_api import review_store, reviews
 from evaluation_api.db import EvaluationRow
 from evaluation_api.protection import DataKeys
 from evaluation_api.review_store import utc
-from evaluation_api.schemas import EvaluationRecord, RecordInput, ReviewHistoryEntry, ReviewPublic
+from evaluation_api.schemas import EvaluationRecord, RecordInput, ReviewCaseBase, ReviewHistoryEntry, ReviewPublic
+
+
+def case_fields(case: reviews.Case) -> dict[str, Any]:
+    """The fields every view of a review case shows (ReviewCaseBase), from the stored case."""
+    return {name: getattr(case, name) for name in ReviewCaseBase.model_fields}
 
 
 def review_public(case: reviews.Case) -> ReviewPublic:
     return ReviewPublic(
-        id=case.id,
-        evaluation_id=case.evaluation_id,
-        status=case.status,
-        trigger=case.trigger,
-        reason=case.reason,
-        opened_by=case.opened_by,
-        opened_at=case.opened_at,
+        **case_fields(case),
         final_decision=case.final_decision,
         reviewer=case.reviewer,
         justification=case.justification,

@@ -25,7 +25,7 @@ from evaluation_api.db import EvaluationRow
 from evaluation_api.deps import DataKeysDep, EngineDep
 from evaluation_api.errors import DatabaseUnavailable, EvaluationError, InvalidInput, NotFound
 from evaluation_api.protection import DataKeys
-from evaluation_api.record_view import read_records_in, review_public
+from evaluation_api.record_view import case_fields, read_records_in, review_public
 from evaluation_api.roles import Principal, Role
 from evaluation_api.schemas import ErrorBody, EvaluationRecord, ReviewCaseBase, ReviewPublic, SegmentPublic
 
@@ -181,13 +181,7 @@ def _queue(
     return ReviewQueuePage(
         items=[
             ReviewQueueItem(
-                id=case.id,
-                evaluation_id=case.evaluation_id,
-                status=case.status,
-                trigger=case.trigger,
-                reason=case.reason,
-                opened_by=case.opened_by,
-                opened_at=case.opened_at,
+                **case_fields(case),
                 age_s=max(0, int((now - case.opened_at).total_seconds())),
                 automated_decision=decisions[case.evaluation_id][0],
                 segment=decisions[case.evaluation_id][1],
