@@ -51,7 +51,7 @@ def machine() -> dict[str, Any]:
                 cpu_model = line.split(":", 1)[1].strip()
                 break
     versions = {}
-    for package in ("bentoml", "fastapi", "uvicorn", "scikit-learn", "locust", "httpx", "httpx-aiohttp", "SQLAlchemy"):
+    for package in ("bentoml", "fastapi", "uvicorn", "scikit-learn", "locust", "httpx", "aiohttp", "SQLAlchemy"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[package] = metadata.version(package)
     wrk_version = ""

@@ -25,15 +25,16 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
+import aiohttp
 import httpx
 import orjson
 import stamina
-from httpx_aiohttp import AiohttpTransport
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from purgatory import AsyncCircuitBreakerFactory
@@ -48,6 +49,10 @@ from evaluation_api.tracing import inject_traceparent, span
 logger = logging.getLogger(__name__)
 
 CIRCUIT = "model-service"
+# Backoff between retries (stamina's parameters; the first retry's wait is computed the same way).
+RETRY_WAIT_INITIAL_S = 0.05
+RETRY_WAIT_MAX_S = 0.5
+RETRY_WAIT_JITTER_S = 0.05
 # /predict's contract without the model service's own batcher: these calls are batches already.
 PREDICT_PATH = "/predict_batch"
 
@@ -87,10 +92,121 @@ class ModelRejected(Exception):
         self.reason = reason  # no body text: it may echo the customer's figures
 
 
+class ModelTransportError(Exception):
+    """No answer: the connection failed or broke, or a timeout passed (retryable)."""
+
+
 def _retryable(exc: Exception) -> bool:
     if isinstance(exc, ModelServiceError):
         return exc.status_code in (502, 503, 504)
-    return isinstance(exc, httpx.TransportError)
+    return isinstance(exc, ModelTransportError)
+
+
+class _Answer(NamedTuple):
+    status: int
+    headers: Mapping[str, str]  # case-insensitive
+    content: bytes
+
+
+class _Http(Protocol):
+    """What the client needs of HTTP: one request, its whole answer read. Raises ModelTransportError."""
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> _Answer: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _AiohttpHttp:
+    """aiohttp, the client the service runs with. Not httpx: its pool is much slower with many concurrent
+    requests to one host (encode/httpx#3215), and its request machinery alone (URL merging, auth and
+    redirect hooks, the response's wrapping) cost a lone evaluation about 0.4 ms (docs/ARCHITECTURE.md)."""
+
+    def __init__(self, base_url: str, *, connect_timeout_s: float, read_timeout_s: float, max_connections: int) -> None:
+        self._base_url = base_url
+        # Connecting, and reading between two bytes, as httpx's timeouts meant; waiting for a pooled
+        # connection is bounded like connecting.
+        self._timeout = aiohttp.ClientTimeout(
+            connect=connect_timeout_s, sock_connect=connect_timeout_s, sock_read=read_timeout_s
+        )
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _session_now(self) -> aiohttp.ClientSession:
+        if self._session is None:  # made in the running event loop, on first use
+            self._session = aiohttp.ClientSession(
+                self._base_url,
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                timeout=self._timeout,
+                auto_decompress=False,
+            )
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> _Answer:
+        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s is not None else self._timeout
+        try:
+            async with self._session_now().request(
+                method, path, data=body, headers=headers, timeout=timeout, allow_redirects=False
+            ) as response:
+                return _Answer(response.status, response.headers, await response.read())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ModelTransportError(type(exc).__name__) from exc
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class _HttpxHttp:
+    """An httpx transport instead (create_app's `model_transport`: the tests' MockTransport)."""
+
+    def __init__(
+        self, base_url: str, transport: httpx.AsyncBaseTransport, *, connect_timeout_s: float, read_timeout_s: float
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            transport=transport,
+            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=connect_timeout_s),
+        )
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> _Answer:
+        try:
+            response = await self._client.request(
+                method,
+                path,
+                content=body,
+                headers=headers,
+                timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.TransportError as exc:
+            raise ModelTransportError(type(exc).__name__) from exc
+        return _Answer(response.status_code, response.headers, response.content)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
 
 class ModelClient:
@@ -113,14 +229,17 @@ class ModelClient:
         transport: httpx.AsyncBaseTransport | None = None,
         tracer: trace.Tracer | None = None,
     ) -> None:
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        # aiohttp under httpx's API: httpx's own pool is much slower with many concurrent requests
-        # to one host (encode/httpx#3215; measured in docs/ARCHITECTURE.md). Tests inject MockTransport.
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=connect_timeout_s),
-            limits=limits,
-            transport=transport if transport is not None else AiohttpTransport(limits=limits),
+        self._http: _Http = (
+            _AiohttpHttp(
+                base_url.rstrip("/"),
+                connect_timeout_s=connect_timeout_s,
+                read_timeout_s=read_timeout_s,
+                max_connections=max_connections,
+            )
+            if transport is None
+            else _HttpxHttp(
+                base_url.rstrip("/"), transport, connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s
+            )
         )
         self._retry_attempts = retry_attempts
         self._retry_budget_s = retry_budget_s
@@ -152,21 +271,22 @@ class ModelClient:
         self._pending.append(_Waiter(figures, request_id, future, parent))
         if self._gathering is None:
             self._gathering = time.monotonic()
-            self._gathered = 0
+            self._gathered = 1  # the first turn waits only for evaluations that join during it
             asyncio.get_running_loop().call_soon(self._gather)
         return await future
 
     async def is_ready(self) -> bool:
         try:
-            response = await self._http.get("/readyz", timeout=1.0)
-        except httpx.HTTPError:
+            answer = await self._http.request("GET", "/readyz", timeout_s=1.0)
+        except ModelTransportError:
             return False
-        return response.status_code == 200
+        return answer.status == 200
 
     async def metadata(self) -> dict[str, Any]:
-        response = await self._http.get("/metadata", timeout=2.0)
-        response.raise_for_status()
-        data: dict[str, Any] = response.json()
+        answer = await self._http.request("GET", "/metadata", timeout_s=2.0)
+        if answer.status != 200:
+            raise ModelServiceError(answer.status)
+        data: dict[str, Any] = orjson.loads(answer.content)
         return data
 
     def circuit_state(self) -> str:
@@ -269,7 +389,7 @@ class ModelClient:
             raise ModelUnavailable(retry_after_s=1.0)  # the trial call will tell; until then, fail fast
         started = time.monotonic()
         attempts = 1 if trial else self._retry_attempts
-        made = 0
+        made = 0  # attempts made so far
 
         def retry(exc: Exception) -> bool | float:
             """stamina's hook: False to stop, True to back off as usual, or the seconds to wait."""
@@ -286,38 +406,54 @@ class ModelClient:
         self._trial_in_flight |= trial
         try:
             async with breaker:
-                async for attempt in stamina.retry_context(
-                    on=retry,
-                    attempts=attempts,
-                    timeout=self._retry_budget_s,
-                    wait_initial=0.05,
-                    wait_max=0.5,
-                    wait_jitter=0.05,
-                ):
-                    with attempt:
-                        made += 1
-                        response = await self._http.post(PREDICT_PATH, content=body, headers=headers)
-                        if response.status_code >= 500:
-                            raise ModelServiceError(
-                                response.status_code,
-                                retry_after_s=parse_retry_after(response.headers.get("retry-after")),
-                            )
-                        if response.status_code != 200:
-                            raise ModelRejected(f"model service refused the request: {response.status_code}")
+                # The first attempt goes outside stamina: its retry loop (tenacity's) costs a lone
+                # successful call about a third of the client's CPU (docs/ARCHITECTURE.md). A retry
+                # waits as stamina's first step would (Retry-After, or the initial backoff and its
+                # jitter); the attempts after it are stamina's.
+                made = 1
+                try:
+                    answer = await self._attempt(body, headers)
+                except Exception as exc:
+                    wait = retry(exc)
+                    if wait is False:
+                        raise
+                    if wait is True:
+                        wait = RETRY_WAIT_INITIAL_S + random.uniform(0, RETRY_WAIT_JITTER_S)
+                    logger.warning("model service call failed (%s): retry 1 in %.2f s", exc, wait)
+                    await asyncio.sleep(wait)
+                    async for attempt in stamina.retry_context(
+                        on=retry,
+                        attempts=attempts - 1,
+                        timeout=max(0.001, self._retry_budget_s - (time.monotonic() - started)),
+                        wait_initial=RETRY_WAIT_INITIAL_S * 2,
+                        wait_max=RETRY_WAIT_MAX_S,
+                        wait_jitter=RETRY_WAIT_JITTER_S,
+                    ):
+                        with attempt:
+                            made += 1
+                            answer = await self._attempt(body, headers)
         except OpenedState as exc:
             raise ModelUnavailable(retry_after_s=self._retry_after(exc)) from exc
-        except (httpx.TransportError, ModelServiceError) as exc:
-            logger.warning("model service unavailable: %s", exc.__class__.__name__)
+        except (ModelTransportError, ModelServiceError) as exc:
+            logger.warning("model service unavailable: %s", exc)
             retry_after = exc.retry_after_s if isinstance(exc, ModelServiceError) else None
             raise ModelUnavailable(retry_after_s=max(1.0, retry_after or 0.0)) from exc
         finally:
             if trial:
                 self._trial_in_flight = False
-        version = response.headers.get("x-model-version", "unknown")
-        items = orjson.loads(response.content)
+        version = answer.headers.get("x-model-version", "unknown")
+        items = orjson.loads(answer.content)
         if not isinstance(items, list) or len(items) != len(customers):
             raise ModelRejected("model service answered a different number of predictions")
         return [ModelPrediction(int(i["cluster"]), str(i["segment"]), list(i["distances"]), version) for i in items]
+
+    async def _attempt(self, body: bytes, headers: Mapping[str, str]) -> _Answer:
+        answer = await self._http.request("POST", PREDICT_PATH, body=body, headers=headers)
+        if answer.status >= 500:
+            raise ModelServiceError(answer.status, retry_after_s=parse_retry_after(answer.headers.get("retry-after")))
+        if answer.status != 200:
+            raise ModelRejected(f"model service refused the request: {answer.status}")
+        return answer
 
     def _is_trial(self, context: Context) -> bool:
         """Whether a call made now would be the breaker's trial (purgatory moves to half-open on the
