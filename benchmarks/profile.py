@@ -96,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.py_spy and round_no == 1:
                 args.py_spy.mkdir(parents=True, exist_ok=True)
                 spies = [
-                    _py_spy(pid, args.py_spy / f"{args.system}-{role}.folded.txt", args.seconds)
-                    for role, pid in system.pids().items()
+                    _py_spy(pid, args.py_spy / f"{args.system}-{role}{f'-{i}' if i else ''}.folded.txt", args.seconds)
+                    for role, pids in system.pids().items()
+                    for i, pid in enumerate(pids if isinstance(pids, list) else [pids])
                 ]
                 time.sleep(1.0)  # py-spy attaches before the load starts
             point = load.closed_loop(system, clients=args.clients, duration_s=args.seconds, workdir=work)

@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 
 
-def _group(pid: int) -> list[psutil.Process]:
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
+def _group(pids: tuple[int, ...]) -> list[psutil.Process]:
+    """Each process and every child it forked."""
+    group: list[psutil.Process] = []
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            group += [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+    return group
 
 
 @dataclass
 class _Role:
-    pid: int
+    pids: tuple[int, ...]
     cpu_first: dict[int, float] = field(default_factory=dict)  # pid -> cpu seconds when first seen
     cpu_last: dict[int, float] = field(default_factory=dict)
     peak_rss: int = 0
@@ -28,15 +33,16 @@ class _Role:
 
 
 class Sampler:
-    """Samples named process groups every `interval_s` in a thread while it is entered.
+    """Samples named process groups (one process or several, each with its children) every
+    `interval_s` in a thread while it is entered.
 
     CPU is the sum over the group of user+system time consumed between the first and last sample
     (a process started during the window counts from zero), divided by the wall time: 1.0 = one
     core busy. Peak memory is the largest sum of RSS over the group seen in one sample.
     """
 
-    def __init__(self, roles: dict[str, int], *, interval_s: float = 0.25) -> None:
-        self._roles = {name: _Role(pid) for name, pid in roles.items()}
+    def __init__(self, roles: Mapping[str, int | list[int]], *, interval_s: float = 0.25) -> None:
+        self._roles = {name: _Role(tuple(pids) if isinstance(pids, list) else (pids,)) for name, pids in roles.items()}
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="resource-sampler", daemon=True)
@@ -54,7 +60,7 @@ class Sampler:
     def _sample(self, *, first: bool) -> None:
         for role in self._roles.values():
             rss = 0
-            procs = _group(role.pid)
+            procs = _group(role.pids)
             for p in procs:
                 try:
                     with p.oneshot():

@@ -90,11 +90,13 @@ class System:
     url: str
     path: str
     body: Callable[[dict[str, float], int], dict[str, object]]
-    roles: dict[str, int] = field(default_factory=dict)  # role -> pid of the process whose tree it is
+    # role -> the pid of the process whose tree it is, or the pids of its processes (the API's under
+    # `make run`: one supervisor program per process)
+    roles: dict[str, int | list[int]] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)  # sent with every request (credentials)
 
-    def pids(self) -> dict[str, int]:
+    def pids(self) -> dict[str, int | list[int]]:
         return dict(self.roles)
 
 
@@ -179,8 +181,10 @@ def _pid(server: Server) -> int:
     return server.process.pid
 
 
-def _workers(pid: int) -> int:
+def _workers(pid: int | list[int]) -> int:
     """How many processes serve (a process tree: an arbiter and its workers count as its workers)."""
+    if isinstance(pid, list):
+        return len(pid)
     try:
         children = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
@@ -232,16 +236,25 @@ class MakeRun(Server):
         )
         self.model_port = model_port
 
-    def program_pid(self, program: str) -> int:
-        """The pid supervisor gives for one of local/supervisord.conf's programs."""
+    def program_pids(self, program: str) -> list[int]:
+        """The pids of one of local/supervisord.conf's programs: one, or one per process when the
+        program runs several (numprocs: the API's processes)."""
         out = subprocess.run(
-            [str(VENV_BIN / "supervisorctl"), "-c", str(ROOT / "local" / "supervisord.conf"), "pid", program],
+            [str(VENV_BIN / "supervisorctl"), "-c", str(ROOT / "local" / "supervisord.conf"), "status"],
             env=dict(self.env),
             capture_output=True,
             text=True,
-            check=True,
+            check=False,  # status exits non-zero while any program is not running
         )
-        return int(out.stdout.strip())
+        # "evaluation-api:evaluation-api-0   RUNNING   pid 123, uptime 0:00:05", or "model-service ..."
+        pids = [
+            int(line.split("pid ", 1)[1].split(",", 1)[0])
+            for line in out.stdout.splitlines()
+            if line.split(" ", 1)[0].split(":", 1)[0] == program and "RUNNING" in line
+        ]
+        if not pids:
+            raise RuntimeError(f"supervisor runs no {program} process: {out.stdout}")
+        return pids
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -276,8 +289,8 @@ def make_run(*, log_dir: Path, db_path: Path, path: str = "/avaliar", **env: str
         server.start(timeout=300)
         headers = evaluation_api_headers()
         roles = {
-            "evaluation_api": server.program_pid("evaluation-api"),
-            "model_service": server.program_pid("model-service"),
+            "evaluation_api": server.program_pids("evaluation-api"),
+            "model_service": server.program_pids("model-service")[0],
         }
         body = workload.avaliar_body if path == "/avaliar" else workload.evaluation_body
         yield System(
