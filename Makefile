@@ -112,7 +112,7 @@ lint: setup ## Static checks: ruff (lint and format) and mypy --strict (pyprojec
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: setup system-deps import ## Run the benchmarks (3 rounds, about 18 minutes) and regenerate docs/results/; BENCH_ARGS="--only portfolio" for one section
+bench: setup system-deps import ## Run the benchmarks (3 rounds, about 11 minutes) and regenerate docs/results/; BENCH_ARGS="--only portfolio" for one section
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 podman-deps: ## Debian packages for the images: podman, runc, mmdebstrap (and netavark, aardvark-dns, catatonit)
