@@ -215,7 +215,9 @@ def model_service(*, log_dir: Path, workers: int | None = None, batching: bool =
 
 
 class MakeRun(Server):
-    """`make run` on free ports, with its records in a file of our own; stopped as Ctrl-C would."""
+    """`make run` on free ports, with its records in a file of our own and its portfolio runs (uploads,
+    results, the worker's queue) in a directory of its own, never the checkout's var/; stopped as
+    Ctrl-C would."""
 
     def __init__(self, *, log_dir: Path, db_path: Path, **env: str) -> None:
         model_port, api_port = servers.free_port(), servers.free_port()
@@ -230,6 +232,7 @@ class MakeRun(Server):
                 API_PORT=str(api_port),
                 RUN_DIR=str(self.run_dir),
                 DATABASE_URL=f"sqlite:///{db_path}",
+                PORTFOLIO_RUN_DIR=str(self.run_dir / "portfolio-runs"),
                 **env,
             ),
             log_path=log_dir / f"make-run-{api_port}.log",
