@@ -29,7 +29,7 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import aiohttp
 import httpx
@@ -108,26 +108,12 @@ class _Answer(NamedTuple):
     content: bytes
 
 
-class _Http(Protocol):
-    """What the client needs of HTTP: one request, its whole answer read. Raises ModelTransportError."""
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout_s: float | None = None,
-    ) -> _Answer: ...
-
-    async def aclose(self) -> None: ...
-
-
 class _AiohttpHttp:
-    """aiohttp, the client the service runs with. Not httpx: its pool is much slower with many concurrent
-    requests to one host (encode/httpx#3215), and its request machinery alone (URL merging, auth and
-    redirect hooks, the response's wrapping) cost a lone evaluation about 0.4 ms (docs/ARCHITECTURE.md)."""
+    """What the client needs of HTTP: one request, its whole answer read; raises ModelTransportError.
+    On aiohttp, the client the service runs with. Not httpx: its pool is much slower with many
+    concurrent requests to one host (encode/httpx#3215), and its request machinery alone (URL
+    merging, auth and redirect hooks, the response's wrapping) cost a lone evaluation about 0.4 ms
+    (docs/ARCHITECTURE.md)."""
 
     def __init__(self, base_url: str, *, connect_timeout_s: float, read_timeout_s: float, max_connections: int) -> None:
         self._base_url = base_url
@@ -173,7 +159,8 @@ class _AiohttpHttp:
 
 
 class _HttpxHttp:
-    """An httpx transport instead (create_app's `model_transport`: the tests' MockTransport)."""
+    """The same two methods on an httpx transport instead (create_app's `model_transport`: the tests'
+    MockTransport)."""
 
     def __init__(
         self, base_url: str, transport: httpx.AsyncBaseTransport, *, connect_timeout_s: float, read_timeout_s: float
@@ -229,7 +216,7 @@ class ModelClient:
         transport: httpx.AsyncBaseTransport | None = None,
         tracer: trace.Tracer | None = None,
     ) -> None:
-        self._http: _Http = (
+        self._http: _AiohttpHttp | _HttpxHttp = (
             _AiohttpHttp(
                 base_url.rstrip("/"),
                 connect_timeout_s=connect_timeout_s,
