@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     # RECORD_QUEUE_MAX records wait for the writer; past that, 503 at once (nothing recorded).
     record_commit_timeout_s: float = Field(2.0, gt=0, le=30)
     record_queue_max: int = Field(1000, ge=1)
+    # SQLite with synchronous=NORMAL: a lone evaluation's record is committed on the event loop when
+    # nothing else waits (never waiting for a lock there: a held one sends it to the writer's queue and
+    # its deadline). false: every record goes through the writer thread, whose deadline then also
+    # bounds a disk that stops taking writes (a network file system, say).
+    record_inline: bool = True
     # Every statement of the API's database sessions ends within DATABASE_STATEMENT_TIMEOUT_S and
     # waits at most DATABASE_LOCK_TIMEOUT_S for a lock (PostgreSQL's statement_timeout and lock_timeout;
     # SQLite's busy timeout): a stuck INSERT fails and rolls back on its own, before the caller's

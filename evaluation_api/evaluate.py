@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -41,6 +41,9 @@ class Evaluator:
     deadline_s: float
     monitor: DriftMonitor | None = None
     tracer: trace.Tracer | None = None  # None: tracing off
+    # Evaluations of this process between their start and their answer: at 1, the record may be
+    # committed on the event loop (RecordWriter.write's `lone`), since nothing else waits for it.
+    in_flight: int = field(default=0, init=False)
 
     async def evaluate(
         self,
@@ -49,6 +52,20 @@ class Evaluator:
         channel: Literal["api", "legacy"],
         request_id: str,
         created_by: str | None = None,
+    ) -> EvaluationPublic:
+        self.in_flight += 1
+        try:
+            return await self._evaluate(body, channel=channel, request_id=request_id, created_by=created_by)
+        finally:
+            self.in_flight -= 1
+
+    async def _evaluate(
+        self,
+        body: EvaluationCreate | LegacyEvaluationCreate,
+        *,
+        channel: Literal["api", "legacy"],
+        request_id: str,
+        created_by: str | None,
     ) -> EvaluationPublic:
         figures = body.figures()
         started = time.perf_counter()
@@ -107,7 +124,7 @@ class Evaluator:
         }
         try:
             with span(self.tracer, "record.commit"):
-                await self.writer.write(row)
+                await self.writer.write(row, lone=self.in_flight == 1)
         except RecordQueueFull:
             self.metrics.failures.labels("database_busy").inc()
             raise DatabaseBusy(retry_after_s=1) from None

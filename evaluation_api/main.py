@@ -106,6 +106,7 @@ def create_app(
             queue_max=settings.record_queue_max,
             commit_timeout_s=settings.record_commit_timeout_s,
             companions=review_store.automatic_cases(data_keys),
+            inline=settings.record_inline,
         )
         app.state.data_keys = data_keys
         app.state.identity = await asyncio.to_thread(Identity.start, settings, engine)

@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import make_url
+from sqlalchemy import Engine, make_url
 
 from evaluation_api.config import PACKAGE_DIR
+from evaluation_api.db import make_engine
 from evaluation_api.main import create_app
+from evaluation_api.migrate import upgrade
 from evaluation_api.policy import Policy, load_policy
 from evaluation_api.roles import Role
 from tests import conftest as root_conftest
@@ -87,6 +89,15 @@ def client(start_app: Callable[..., Any]) -> Iterator[TestClient]:
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "evaluations.db"
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """A migrated SQLite file of records (records.db), with short statement and lock timeouts."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'records.db'}", statement_timeout_s=0.2, lock_timeout_s=0.1)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
 
 
 def app_of(client: TestClient) -> FastAPI:

@@ -27,18 +27,23 @@ from evaluation_api.db import (
     RecordOutcomeUnknown,
     RecordQueueFull,
     RecordWriter,
-    make_engine,
 )
 from evaluation_api.main import create_app
-from evaluation_api.migrate import upgrade
 from tests.evaluation_api.conftest import app_of
 from tests.evaluation_api.test_resilience import record_count
 from tests.utils.evaluations import body, make_settings, until
 from tests.utils.identity import analyst_headers
 
 URL = "/api/v1/evaluations"
-# Short, and in the order Settings requires: lock <= statement < commit.
-FAST = {"database_lock_timeout_s": 0.1, "database_statement_timeout_s": 0.2, "record_commit_timeout_s": 0.5}
+# Short, and in the order Settings requires: lock <= statement < commit. Through the writer thread
+# (RECORD_INLINE=false): the gate below stops that thread's INSERTs, and a lone evaluation's record
+# would otherwise be committed on the event loop (tests/evaluation_api/test_inline_records.py).
+FAST = {
+    "database_lock_timeout_s": 0.1,
+    "database_statement_timeout_s": 0.2,
+    "record_commit_timeout_s": 0.5,
+    "record_inline": False,
+}
 
 
 @contextmanager
@@ -87,14 +92,6 @@ def row(n: int) -> dict[str, Any]:
         "evaluated_at": now,
         "created_at": now,
     }
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'records.db'}", statement_timeout_s=0.2, lock_timeout_s=0.1)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def stored_ids(engine: Engine) -> set[str]:
@@ -236,7 +233,7 @@ def test_a_stalled_commit_is_a_503_that_says_the_outcome_is_unknown_and_readyz_r
 
 
 async def test_past_the_queue_bound_evaluations_are_503_with_retry_after(tmp_path: Path, stub: Any) -> None:
-    settings = make_settings(tmp_path, record_queue_max=2)
+    settings = make_settings(tmp_path, record_queue_max=2, record_inline=False)
     app = create_app(settings, model_transport=stub.transport())
     transport = httpx.ASGITransport(app=app)
     with writer_gate() as gate:
