@@ -31,7 +31,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import aiohttp
 import httpx
 import orjson
 import stamina
@@ -42,6 +41,8 @@ from purgatory.domain.model import HALF_OPENED, OPENED, Context, OpenedState
 
 from contract import FEATURE_NAMES, Figures
 from evaluation_api.errors import EvaluationError, ModelUnavailable
+from evaluation_api.http1 import Answer, Http1Client
+from evaluation_api.http1 import TransportError as ModelTransportError
 from evaluation_api.observability import request_id_var
 from evaluation_api.overload import RetryBudget, parse_retry_after
 from evaluation_api.tracing import inject_traceparent, span
@@ -92,75 +93,15 @@ class ModelRejected(Exception):
         self.reason = reason  # no body text: it may echo the customer's figures
 
 
-class ModelTransportError(Exception):
-    """No answer: the connection failed or broke, or a timeout passed (retryable)."""
-
-
 def _retryable(exc: Exception) -> bool:
     if isinstance(exc, ModelServiceError):
         return exc.status_code in (502, 503, 504)
     return isinstance(exc, ModelTransportError)
 
 
-class _Answer(NamedTuple):
-    status: int
-    headers: Mapping[str, str]  # case-insensitive
-    content: bytes
-
-
-class _AiohttpHttp:
-    """What the client needs of HTTP: one request, its whole answer read; raises ModelTransportError.
-    On aiohttp, the client the service runs with. Not httpx: its pool is much slower with many
-    concurrent requests to one host (encode/httpx#3215), and its request machinery alone (URL
-    merging, auth and redirect hooks, the response's wrapping) cost a lone evaluation about 0.4 ms
-    (docs/ARCHITECTURE.md)."""
-
-    def __init__(self, base_url: str, *, connect_timeout_s: float, read_timeout_s: float, max_connections: int) -> None:
-        self._base_url = base_url
-        # Connecting, and reading between two bytes, as httpx's timeouts meant; waiting for a pooled
-        # connection is bounded like connecting.
-        self._timeout = aiohttp.ClientTimeout(
-            connect=connect_timeout_s, sock_connect=connect_timeout_s, sock_read=read_timeout_s
-        )
-        self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
-
-    def _session_now(self) -> aiohttp.ClientSession:
-        if self._session is None:  # made in the running event loop, on first use
-            self._session = aiohttp.ClientSession(
-                self._base_url,
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
-                timeout=self._timeout,
-                auto_decompress=False,
-            )
-        return self._session
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout_s: float | None = None,
-    ) -> _Answer:
-        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s is not None else self._timeout
-        try:
-            async with self._session_now().request(
-                method, path, data=body, headers=headers, timeout=timeout, allow_redirects=False
-            ) as response:
-                return _Answer(response.status, response.headers, await response.read())
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ModelTransportError(type(exc).__name__) from exc
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-
 class _HttpxHttp:
-    """The same two methods on an httpx transport instead (create_app's `model_transport`: the tests'
-    MockTransport)."""
+    """Http1Client's two methods on an httpx transport instead (create_app's `model_transport`: the
+    tests' MockTransport)."""
 
     def __init__(
         self, base_url: str, transport: httpx.AsyncBaseTransport, *, connect_timeout_s: float, read_timeout_s: float
@@ -179,7 +120,7 @@ class _HttpxHttp:
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
-    ) -> _Answer:
+    ) -> Answer:
         try:
             response = await self._client.request(
                 method,
@@ -190,7 +131,7 @@ class _HttpxHttp:
             )
         except httpx.TransportError as exc:
             raise ModelTransportError(type(exc).__name__) from exc
-        return _Answer(response.status_code, response.headers, response.content)
+        return Answer(response.status_code, response.headers, response.content)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -216,8 +157,8 @@ class ModelClient:
         transport: httpx.AsyncBaseTransport | None = None,
         tracer: trace.Tracer | None = None,
     ) -> None:
-        self._http: _AiohttpHttp | _HttpxHttp = (
-            _AiohttpHttp(
+        self._http: Http1Client | _HttpxHttp = (
+            Http1Client(
                 base_url.rstrip("/"),
                 connect_timeout_s=connect_timeout_s,
                 read_timeout_s=read_timeout_s,
@@ -434,7 +375,7 @@ class ModelClient:
             raise ModelRejected("model service answered a different number of predictions")
         return [ModelPrediction(int(i["cluster"]), str(i["segment"]), list(i["distances"]), version) for i in items]
 
-    async def _attempt(self, body: bytes, headers: Mapping[str, str]) -> _Answer:
+    async def _attempt(self, body: bytes, headers: Mapping[str, str]) -> Answer:
         answer = await self._http.request("POST", PREDICT_PATH, body=body, headers=headers)
         if answer.status >= 500:
             raise ModelServiceError(answer.status, retry_after_s=parse_retry_after(answer.headers.get("retry-after")))

@@ -94,7 +94,7 @@ async def test_a_lone_record_never_waits_for_sqlites_lock_on_the_event_loop(engi
             while time.monotonic() - started < 0.1:
                 await asyncio.sleep(0.005)
                 ticks += 1
-            assert ticks >= 5 and not write.done()
+            assert ticks >= 3 and not write.done()
             other.rollback()  # the other program is done: the writer's turn comes within its busy timeout
             await write
         finally:
