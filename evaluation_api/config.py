@@ -26,7 +26,8 @@ class Settings(BaseSettings):
     # The model phase of an evaluation (waiting for a call, the call and its retries) ends within
     # this; the record's commit that follows has RECORD_COMMIT_TIMEOUT_S (below).
     evaluation_deadline_s: float = Field(2.0, gt=0, le=30)
-    # Per attempt: connecting to a live service on a LAN takes well under this.
+    # Per attempt: connecting to a live service on a LAN takes well under this; the whole answer
+    # must arrive within the read timeout of the request being sent (evaluation_api/http1.py).
     model_connect_timeout_s: float = Field(0.5, gt=0)
     model_read_timeout_s: float = Field(1.5, gt=0)
     model_retry_attempts: int = Field(3, ge=1, le=10)

@@ -440,7 +440,10 @@ class RecordWriter:
         except BlockingIOError:
             return False
         try:
-            connection = self._inline_connection_now()
+            try:
+                connection = self._inline_connection_now()
+            except Exception:  # the queue's path opens its own connection, and reports what fails
+                return False
             if connection is None:
                 return False
             try:

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import Engine, event
+from sqlalchemy.exc import OperationalError
 
 from evaluation_api.db import RecordNotWritten, RecordWriter, make_engine
 from evaluation_api.main import create_app
@@ -143,6 +144,23 @@ async def test_the_writer_thread_checkpoints_what_the_inline_commits_leave_in_th
     # The loop's own connection never checkpoints (a checkpoint syncs two files): SQLite's automatic
     # checkpoint is off there.
     assert ("PRAGMA WAL_AUTOCHECKPOINT=0") in {statement for thread, statement in seen if thread == here}
+
+
+async def test_if_the_inline_connection_cannot_be_opened_the_record_goes_through_the_thread(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def cannot_open(self: RecordWriter) -> None:
+        raise OperationalError("PRAGMA synchronous", {}, sqlite3.OperationalError("unable to open database file"))
+
+    monkeypatch.setattr(RecordWriter, "_inline_connection_now", cannot_open)
+    with statements() as seen:
+        writer = RecordWriter(engine)
+        try:
+            await writer.write(row(1), lone=True)
+        finally:
+            writer.close()
+    assert insert_threads(seen) == ["record-writer"]
+    assert stored_ids(engine) == {row(1)["id"]}
 
 
 async def test_with_synchronous_full_every_record_goes_through_the_thread(tmp_path: Path) -> None:
