@@ -88,7 +88,7 @@ run: import ## Set up and run the whole system: model service, evaluation API an
 	@echo ""
 	@# First start only: an `admin` account with a random password, printed once (docs/API.md, "Sign in").
 	@# It also brings the records' schema to head, once, before the API's processes start.
-	@$(PY) -m evaluation_api.accounts ensure-admin --api-url http://127.0.0.1:$(API_PORT)
+	@$(PY) -m evaluation_api.identity.accounts ensure-admin --api-url http://127.0.0.1:$(API_PORT)
 	export AUTH_SIGNING_KEY_FILE="$${AUTH_SIGNING_KEY_FILE:-$(RUN_DIR)/signing.key}"; exec $(VENV)/bin/supervisord -c local/supervisord.conf
 
 bento: import ## Build the Bento (the model service's deployable artifact)

@@ -39,7 +39,16 @@ ANALYST = "bench.analyst"
 def _analyst(database_url: str, password: str) -> None:
     """An analyst account, made with the documented command line."""
     subprocess.run(
-        [sys.executable, "-m", "evaluation_api.accounts", "create", ANALYST, "--role", "analyst", "--password-stdin"],
+        [
+            sys.executable,
+            "-m",
+            "evaluation_api.identity.accounts",
+            "create",
+            ANALYST,
+            "--role",
+            "analyst",
+            "--password-stdin",
+        ],
         input=password + "\n",
         text=True,
         check=True,

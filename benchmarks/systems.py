@@ -32,7 +32,7 @@ VENV_BIN = Path(sys.executable).parent
 
 # The one place where requests to the evaluation API get their credentials (`Authorization: Bearer
 # <system key>`). Each API the harness starts gets a system key made on its database first, with the
-# documented command line (`python -m evaluation_api.accounts create-key`), before it starts; the
+# documented command line (`python -m evaluation_api.identity.accounts create-key`), before it starts; the
 # latest one is kept in BENCH_AUTHORIZATION. BENCH_API_KEY (or --api-key) names a key instead, for an
 # API whose accounts are managed elsewhere. BENCH_API_ENV (KEY=VALUE pairs, comma-separated)
 # reaches the API's own environment.
@@ -42,9 +42,9 @@ AUTHORIZATION_ENV = "BENCH_AUTHORIZATION"
 
 
 def create_system_key(database_url: str, name: str = "benchmark") -> str:
-    """A system key on that database (`python -m evaluation_api.accounts create-key NAME --role system`)."""
+    """A system key on that database (`python -m evaluation_api.identity.accounts create-key NAME --role system`)."""
     done = subprocess.run(
-        [sys.executable, "-m", "evaluation_api.accounts", "create-key", name, "--role", "system"],
+        [sys.executable, "-m", "evaluation_api.identity.accounts", "create-key", name, "--role", "system"],
         cwd=ROOT,
         env=servers.project_env(DATABASE_URL=database_url),
         capture_output=True,

@@ -29,6 +29,7 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 # The figures and segments (contract/) and the API itself; nothing of training (models/).
 COPY contract/ contract/
+COPY decisioning/ decisioning/
 COPY evaluation_api/ evaluation_api/
 # Portfolio uploads and results (personal data), shared with the portfolio worker's containers as a
 # volume mounted here; made here so that a new volume starts owned by the unprivileged user.

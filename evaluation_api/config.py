@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = PACKAGE_DIR.parent
+# The policy seeds version 1 of the registry; it lives beside the rules, outside the API (decisioning/).
+POLICY_PATH = PROJECT_DIR / "decisioning" / "policy.yaml"
 
 
 class Settings(BaseSettings):
@@ -18,7 +20,7 @@ class Settings(BaseSettings):
 
     model_service_url: HttpUrl = HttpUrl("http://127.0.0.1:3000")
     database_url: str = f"sqlite:///{PROJECT_DIR / 'var' / 'evaluations.db'}"
-    policy_path: Path = PACKAGE_DIR / "policy.yaml"
+    policy_path: Path = POLICY_PATH
     frontend_dir: Path = PROJECT_DIR / "frontend"
     auto_migrate: bool = True
     log_level: str = "INFO"
@@ -27,7 +29,7 @@ class Settings(BaseSettings):
     # this; the record's commit that follows has RECORD_COMMIT_TIMEOUT_S (below).
     evaluation_deadline_s: float = Field(2.0, gt=0, le=30)
     # Per attempt: connecting to a live service on a LAN takes well under this; the whole answer
-    # must arrive within the read timeout of the request being sent (evaluation_api/http1.py).
+    # must arrive within the read timeout of the request being sent (evaluation_api/model_client/http1.py).
     model_connect_timeout_s: float = Field(0.5, gt=0)
     model_read_timeout_s: float = Field(1.5, gt=0)
     model_retry_attempts: int = Field(3, ge=1, le=10)
@@ -50,7 +52,7 @@ class Settings(BaseSettings):
     drift_window_size: int = Field(5000, ge=100, le=1_000_000)
     # PSI over fewer evaluations than this is mostly noise: not exported until the window has them.
     drift_min_evaluations: int = Field(500, ge=1)
-    # Traces (evaluation_api/tracing.py): exported over OTLP/HTTP when set, e.g.
+    # Traces (evaluation_api/observability/tracing.py): exported over OTLP/HTTP when set, e.g.
     # http://otel-collector:4318/v1/traces; no tracing at all when not. The OpenTelemetry names.
     otel_exporter_otlp_traces_endpoint: HttpUrl | None = None
     otel_service_name: str = "evaluation-api"
@@ -58,15 +60,15 @@ class Settings(BaseSettings):
     # a crash of the API, not a power cut or a kernel crash (the last commits before one may be lost;
     # the file stays consistent). FULL: an fsync per commit, which also survives a power cut.
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
-    # Protection at rest (evaluation_api/protection.py): the data key file. Unset: data-keys.json beside
+    # Protection at rest (evaluation_api/privacy/encryption.py): the data key file. Unset: data-keys.json beside
     # the SQLite file (var/ for `make run`), or under var/ for PostgreSQL. Kubernetes mounts it from a
     # Secret and sets DATA_KEYS_CREATE=false, so that a missing Secret stops the start.
     data_keys_path: Path | None = None
     data_keys_create: bool = True
     # Or the key file's content itself (JSON), from the environment: Compose, where the image has no
-    # writable place for a generated file. Rotation (python -m evaluation_api.keys) needs the file.
+    # writable place for a generated file. Rotation (python -m evaluation_api.privacy.key_rotation) needs the file.
     data_keys: SecretStr | None = None
-    # Records older than this are anonymised by `python -m evaluation_api.retention` (LGPD art. 16).
+    # Records older than this are anonymised by `python -m evaluation_api.privacy.retention` (LGPD art. 16).
     retention_days: int = Field(1825, ge=1, le=36500)
 
     # Identity (docs/ARCHITECTURE.md, "Identity"). The signing key of the API's own tokens: from the
@@ -97,7 +99,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024, ge=1)
     max_body_bytes_by_path: dict[str, int] = {}
 
-    # The decision record (evaluation_api/db.py, RecordWriter). An evaluation waits at most
+    # The decision record (evaluation_api/records/writer.py, RecordWriter). An evaluation waits at most
     # RECORD_COMMIT_TIMEOUT_S for its record's commit, after the model phase: so an evaluation answers
     # within EVALUATION_DEADLINE_S + RECORD_COMMIT_TIMEOUT_S, or 503 with Retry-After. At most
     # RECORD_QUEUE_MAX records wait for the writer; past that, 503 at once (nothing recorded).

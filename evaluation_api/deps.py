@@ -7,12 +7,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
-from evaluation_api.access import Identity
-from evaluation_api.db import RecordWriter
-from evaluation_api.evaluate import Evaluator
-from evaluation_api.model_client import ModelClient
-from evaluation_api.observability import request_id_var
-from evaluation_api.protection import DataKeys
+from evaluation_api.evaluations.flow import Evaluator
+from evaluation_api.identity.access import Identity
+from evaluation_api.model_client.client import ModelClient
+from evaluation_api.observability.logs_and_metrics import request_id_var
+from evaluation_api.privacy.encryption import DataKeys
+from evaluation_api.records.writer import RecordWriter
 
 
 # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request per

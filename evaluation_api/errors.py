@@ -4,6 +4,7 @@ EvaluationError
 ├── InvalidInput          422  a field breaks its rule
 ├── NotFound              404
 ├── PayloadTooLarge       413  the body is larger than the route takes
+├── Conflict              409  the request clashes with one already made (Retry-After when it may pass)
 └── ServiceUnavailable    503  with Retry-After
     ├── ModelUnavailable       the model service is down, slow or overloaded
     ├── DatabaseUnavailable    the decision was not recorded (so not made)
@@ -33,6 +34,9 @@ class EvaluationError(Exception):
     code = "internal_error"
     message = "Erro interno. A equipe foi avisada; tente novamente."
 
+    # Seconds after which the same request may succeed: sent as Retry-After when set.
+    retry_after_s: float | None = None
+
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.message)
         self.message = message or self.message
@@ -58,6 +62,14 @@ class NotFound(EvaluationError):
     status_code = 404
     code = "not_found"
     message = "Avaliação não encontrada."
+
+
+class Conflict(EvaluationError):
+    status_code = 409
+
+    def __init__(self, message: str | None = None, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class ServiceUnavailable(EvaluationError):
@@ -107,9 +119,9 @@ class PayloadTooLarge(EvaluationError):
 
 
 def error_response(exc: EvaluationError, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The HTTP response of an error: its status, its body, and Retry-After when it is a 503."""
+    """The HTTP response of an error: its status, its body, and Retry-After when it says when to retry."""
     headers = dict(headers or {})
-    if isinstance(exc, ServiceUnavailable):
+    if exc.retry_after_s is not None:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
     return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
 

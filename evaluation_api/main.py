@@ -18,32 +18,36 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from contract import DECISIONS, FEATURE_NAMES, SEGMENT_KEYS
-from evaluation_api import review_store
-from evaluation_api.access import Identity, authorize, install_error_handler
+from decisioning.policy import load_policy
+from evaluation_api.audit import routes as audit
 from evaluation_api.body_limit import BodySizeLimit
 from evaluation_api.config import Settings, get_settings
-from evaluation_api.db import RecordWriter, make_engine
+from evaluation_api.database import make_engine
 from evaluation_api.errors import install_error_handlers
-from evaluation_api.evaluate import Evaluator
+from evaluation_api.evaluations import figure_routes as figures
+from evaluation_api.evaluations import legacy_routes as legacy
+from evaluation_api.evaluations import routes as evaluations
+from evaluation_api.evaluations.flow import Evaluator
+from evaluation_api.identity import account_routes as accounts
+from evaluation_api.identity import auth_routes as auth
+from evaluation_api.identity.access import Identity, authorize, install_error_handler
 from evaluation_api.migrate import upgrade
-from evaluation_api.model_client import ModelClient
-from evaluation_api.monitoring import DriftMonitor
-from evaluation_api.observability import HttpMetricsMiddleware, Metrics, RequestIdMiddleware, configure_logging
-from evaluation_api.policy import load_policy
-from evaluation_api.protection import load_data_keys
-from evaluation_api.routes import (
-    accounts,
-    audit,
-    auth,
-    data_subjects,
-    evaluations,
-    figures,
-    health,
-    legacy,
-    portfolio_runs,
-    reviews,
+from evaluation_api.model_client.client import ModelClient
+from evaluation_api.observability import health_routes as health
+from evaluation_api.observability.logs_and_metrics import (
+    HttpMetricsMiddleware,
+    Metrics,
+    RequestIdMiddleware,
+    configure_logging,
 )
-from evaluation_api.tracing import otlp_tracer_provider, tracer_of
+from evaluation_api.observability.monitoring import DriftMonitor
+from evaluation_api.observability.tracing import otlp_tracer_provider, tracer_of
+from evaluation_api.portfolio_runs import routes as portfolio_runs
+from evaluation_api.privacy import routes as data_subjects
+from evaluation_api.privacy.encryption import load_data_keys
+from evaluation_api.records.writer import RecordWriter
+from evaluation_api.reviews import routes as reviews
+from evaluation_api.reviews import store as review_store
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +179,7 @@ def create_app(
             if tracer_provider is not None
             else {"tracing": False, "metrics": False, "logs": False}
         ),
-        # Every route passes the access rules of evaluation_api/access.py first.
+        # Every route passes the access rules of evaluation_api/identity/access.py first.
         dependencies=[Depends(authorize)],
         docs_url="/docs" if settings.docs_enabled else None,
         redoc_url="/redoc" if settings.docs_enabled else None,

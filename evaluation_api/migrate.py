@@ -22,8 +22,8 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
 
 from evaluation_api.config import PACKAGE_DIR, get_settings
-from evaluation_api.db import make_engine
-from evaluation_api.protection import DataKeys, load_data_keys
+from evaluation_api.database import make_engine
+from evaluation_api.privacy.encryption import DataKeys, load_data_keys
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@
 (() => {
   const QUEUE_URL = "/api/v1/reviews";
   const PAGE_SIZE = 20;
-  const MIN_JUSTIFICATION = 20; // evaluation_api/reviews.py MIN_JUSTIFICATION
+  const MIN_JUSTIFICATION = 20; // evaluation_api/reviews/rules.py MIN_JUSTIFICATION
   const MAX_JUSTIFICATION = 2000;
   const DECISIONS = { approved: "Aprovado", review: "Em análise", denied: "Negado" };
   const FINAL = { approved: "Aprovado", denied: "Negado" };

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from contract import DECISIONS, FEATURES, MAX_AMOUNT, SEGMENTS
-from evaluation_api.policy import Policy
+from decisioning.policy import Policy
 from portfolio.policy_vectorised import compile_policy, decide_batch
 from portfolio.segmenter import Segmenter
 

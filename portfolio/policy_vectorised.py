@@ -1,4 +1,4 @@
-"""The evaluation API's policy (evaluation_api/policy.py) over a whole batch at once, with numpy.
+"""The evaluation API's policy (decisioning/policy.py) over a whole batch at once, with numpy.
 
 It reads the same `Policy` object and applies the same rules in the same order as `decide`; the
 equivalence is a property test (tests/portfolio/test_policy_vectorised.py). What it returns per row is
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from contract import DECISIONS, FEATURE_NAMES, SEGMENTS, Decision
-from evaluation_api.policy import SEVERITY, Policy
+from decisioning.policy import SEVERITY, Policy
 
 # Column of each figure in the (rows, 5) matrix the model takes: the contract's order.
 COLUMN: dict[str, int] = {name: i for i, name in enumerate(FEATURE_NAMES)}

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from evaluation_api import policy as policy_module
-from evaluation_api.policy import Policy, PolicyError, load_policy
+from decisioning import policy as policy_module
+from decisioning.policy import Policy, PolicyError, load_policy
 from models import CARD_PATH, PICKLE_PATH
 from portfolio.batch import Columns, PortfolioError, Scorer
 from portfolio.model import IntegrityError, VerifiedModel, load_segmenter, read_verified

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from evaluation_api.policy import Policy
+from decisioning.policy import Policy
 from portfolio.batch import (
     OUTCOMES,
     SEGMENT_KEYS,

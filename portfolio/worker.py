@@ -5,7 +5,7 @@
 
 It uses the evaluation API's settings (DATABASE_URL, PORTFOLIO_RUN_DIR, ...): the same database and
 run directory; the API migrates the database, the worker waits for it. At start it fails the runs a
-crash left `running` (evaluation_api.portfolio_runs.recover), and every minute those nobody updated
+crash left `running` (evaluation_api.portfolio_runs.store.recover), and every minute those nobody updated
 for PORTFOLIO_STALE_AFTER_S. Once a day (03:30, the host's time) it removes the files of runs older
 than PORTFOLIO_RETENTION_DAYS, as `purge` does: wherever a worker runs (make run, Compose,
 Kubernetes), the uploads' retention runs too.
@@ -28,9 +28,9 @@ from huey import Huey, crontab
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from evaluation_api import portfolio_runs as runs
 from evaluation_api.config import Settings, get_settings
-from evaluation_api.db import make_engine
+from evaluation_api.database import make_engine
+from evaluation_api.portfolio_runs import store as runs
 from portfolio.batch import PortfolioError
 from portfolio.score import score
 

@@ -46,7 +46,7 @@ up() {
   done
   # The data keys (customer names are stored encrypted): a key file's content, on one line.
   grep -q "^DATA_KEYS=" "$ENV_FILE" \
-    || echo "DATA_KEYS=$(.venv/bin/python -m evaluation_api.keys generate | tr -d '\n ')" >> "$ENV_FILE"
+    || echo "DATA_KEYS=$(.venv/bin/python -m evaluation_api.privacy.key_rotation generate | tr -d '\n ')" >> "$ENV_FILE"
   for image in "$MODEL_SERVICE_IMAGE" "$API_IMAGE" "$PORTFOLIO_WORKER_IMAGE" "$GATEWAY_IMAGE" "$POSTGRES_IMAGE"; do
     podman image exists "$image" || { echo "stack: no image $image: run make images first" >&2; exit 1; }
   done

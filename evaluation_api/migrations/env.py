@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from evaluation_api import accounts, audit, idempotency, review_store  # noqa: F401 (their tables join Base.metadata)
-from evaluation_api.db import Base
+from evaluation_api.database import Base
+from evaluation_api.identity import accounts  # noqa: F401 (their tables join Base.metadata)
 
 config = context.config
 target_metadata = Base.metadata

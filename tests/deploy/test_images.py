@@ -167,7 +167,7 @@ def worker_loaded(tmp_path_factory: pytest.TempPathFactory) -> imports.Loaded:
 
 
 def test_the_worker_image_copies_and_installs_everything_the_worker_imports(worker_loaded: imports.Loaded) -> None:
-    assert {"portfolio.worker", "portfolio.model", "evaluation_api.portfolio_runs", "models.import_model"} <= (
+    assert {"portfolio.worker", "portfolio.model", "evaluation_api.portfolio_runs.store", "models.import_model"} <= (
         worker_loaded.all
     )
     missing = imports.not_installed(worker_loaded.direct, ROOT / "requirements" / "lock" / "portfolio-worker.txt")

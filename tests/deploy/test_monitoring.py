@@ -16,8 +16,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from contract import FEATURE_NAMES
+from evaluation_api.identity.roles import Role
 from evaluation_api.main import create_app
-from evaluation_api.roles import Role
 from tests.deploy.files import DEPLOY
 from tests.deploy.promql import metric_names
 from tests.utils import servers

@@ -14,12 +14,12 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import Engine, make_url
 
-from evaluation_api.config import PACKAGE_DIR
-from evaluation_api.db import make_engine
+from decisioning.policy import Policy, load_policy
+from evaluation_api.config import POLICY_PATH
+from evaluation_api.database import make_engine
+from evaluation_api.identity.roles import Role
 from evaluation_api.main import create_app
 from evaluation_api.migrate import upgrade
-from evaluation_api.policy import Policy, load_policy
-from evaluation_api.roles import Role
 from tests import conftest as root_conftest
 from tests.utils.evaluations import (
     SEGMENT_CUSTOMERS,
@@ -31,7 +31,7 @@ from tests.utils.evaluations import (
 )
 from tests.utils.identity import sign_in_as
 
-PACKAGED_POLICY = PACKAGE_DIR / "policy.yaml"
+PACKAGED_POLICY = POLICY_PATH
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Who may call what: every route the app serves, against every role and no credential at all.
 
-A route added without a rule in evaluation_api/access.py RULES fails here (and is refused at run time)."""
+A route added without a rule in evaluation_api/identity/access.py RULES fails here (and is refused at run time)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import Mount, Route
 
-from evaluation_api.access import PUBLIC, RULES
-from evaluation_api.roles import Role
+from evaluation_api.identity.access import PUBLIC, RULES
+from evaluation_api.identity.roles import Role
 from tests.evaluation_api.conftest import app_of
 from tests.utils.evaluations import TestClient, body
 from tests.utils.identity import bearer, create_account, create_key, token
@@ -55,7 +55,7 @@ def anonymous(start_app: Callable[..., Any]) -> Iterator[TestClient]:
 
 
 def test_every_route_has_a_rule(anonymous: TestClient) -> None:
-    assert missing_rules(app_of(anonymous)) == [], "add these to RULES in evaluation_api/access.py"
+    assert missing_rules(app_of(anonymous)) == [], "add these to RULES in evaluation_api/identity/access.py"
 
 
 def test_a_route_without_a_rule_fails_the_walk_and_is_refused(anonymous: TestClient) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from evaluation_api.observability import configure_logging
+from evaluation_api.observability.logs_and_metrics import configure_logging
 
 ACCESS = "uvicorn.access"
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from evaluation_api.roles import Role
+from evaluation_api.identity.roles import Role
 from tests.utils.evaluations import TestClient, body, until
 from tests.utils.identity import PASSWORD, bearer, create_account, create_key, token
 from tests.utils.servers import ROOT, project_env
@@ -20,7 +20,7 @@ from tests.utils.servers import ROOT, project_env
 def run_cli(db_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     """The command exactly as the README gives it, from the repository root."""
     return subprocess.run(
-        [sys.executable, "-m", "evaluation_api.accounts", *args],
+        [sys.executable, "-m", "evaluation_api.identity.accounts", *args],
         cwd=ROOT,
         env=project_env(DATABASE_URL=f"sqlite:///{db_path}"),
         input=stdin,
@@ -210,7 +210,7 @@ def test_admins_manage_accounts_over_the_api_and_each_change_is_audited(anonymou
 
 
 def test_the_first_admin_is_made_once(anonymous: TestClient) -> None:
-    from evaluation_api.accounts import ensure_admin
+    from evaluation_api.identity.accounts import ensure_admin
     from tests.utils.identity import identity_of
 
     engine = identity_of(anonymous).engine

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from evaluation_api.config import PACKAGE_DIR, PROJECT_DIR, Settings, get_settings
+from evaluation_api.config import POLICY_PATH, PROJECT_DIR, Settings, get_settings
 
 
 @pytest.fixture(autouse=True)
@@ -22,7 +22,7 @@ def test_defaults() -> None:
     settings = Settings()
     assert str(settings.model_service_url) == "http://127.0.0.1:3000/"
     assert settings.database_url == f"sqlite:///{PROJECT_DIR / 'var' / 'evaluations.db'}"
-    assert settings.policy_path == PACKAGE_DIR / "policy.yaml"
+    assert settings.policy_path == POLICY_PATH
     assert settings.auto_migrate is True
     assert settings.log_level == "INFO"
     assert settings.evaluation_deadline_s == 2.0
@@ -31,7 +31,7 @@ def test_defaults() -> None:
 
 def test_the_environment_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
-    policy.write_text((PACKAGE_DIR / "policy.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    policy.write_text((POLICY_PATH).read_text(encoding="utf-8"), encoding="utf-8")
     env = {
         "MODEL_SERVICE_URL": "http://10.1.2.3:3100",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'e.db'}",

@@ -1,4 +1,4 @@
-"""Input drift: psi() and the monitoring window's collector (evaluation_api/drift.py, monitoring.py)."""
+"""Input drift: psi() and the monitoring window's collector (evaluation_api/observability/drift.py, monitoring.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from contract import DECISIONS, FEATURE_NAMES, SEGMENT_KEYS
-from evaluation_api.drift import EPSILON, PSI_MAJOR, PSI_MODERATE, Reference, bin_shares, psi
-from evaluation_api.monitoring import DriftMonitor
+from evaluation_api.observability.drift import EPSILON, PSI_MAJOR, PSI_MODERATE, Reference, bin_shares, psi
+from evaluation_api.observability.monitoring import DriftMonitor
 from tests.utils.artifacts import REAL_DATA
 from tests.utils.evaluations import MODEL_VERSION, metadata
 from tests.utils.traffic import Source, training_like

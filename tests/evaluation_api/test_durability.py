@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from evaluation_api.config import Settings
-from evaluation_api.db import make_engine
+from evaluation_api.database import make_engine
 
 # PRAGMA synchronous answers a number: 1 is NORMAL, 2 is FULL.
 LEVELS = {"NORMAL": 1, "FULL": 2}

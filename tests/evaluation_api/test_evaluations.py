@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from contract import MODEL_NAME, SEGMENTS_BY_KEY
-from evaluation_api.policy import Policy
+from decisioning.policy import Policy
 from tests.utils.evaluations import (
     MODEL_VERSION,
     PUBLIC_FIELDS,

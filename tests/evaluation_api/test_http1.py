@@ -1,4 +1,4 @@
-"""The model client's HTTP/1.1 client (evaluation_api/http1.py) against small servers on 127.0.0.1:
+"""The model client's HTTP/1.1 client (evaluation_api/model_client/http1.py) against small servers on 127.0.0.1:
 connections kept and reused, a connection the peer closed while idle, answers cut short, chunked or
 malformed, cancelled calls, the connection bound and the timeouts."""
 
@@ -9,7 +9,7 @@ import asyncio
 import pytest
 import uvloop
 
-from evaluation_api.http1 import Http1Client, TransportError
+from evaluation_api.model_client.http1 import Http1Client, TransportError
 from tests.evaluation_api.test_model_client import http_response, read_request, serving
 
 OK = http_response("200 OK", b'{"ok": true}', X_Model_Version="v1")

@@ -1,4 +1,4 @@
-"""A lone evaluation's record is committed on the event loop (evaluation_api/db.py, RecordWriter):
+"""A lone evaluation's record is committed on the event loop (evaluation_api/records/writer.py, RecordWriter):
 only when nothing else waits, never waiting for a lock there, never checkpointing there, and with the
 same outcomes as the writer thread's."""
 
@@ -19,9 +19,10 @@ import pytest
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import OperationalError
 
-from evaluation_api.db import RecordNotWritten, RecordWriter, make_engine
+from evaluation_api.database import make_engine
 from evaluation_api.main import create_app
 from evaluation_api.migrate import upgrade
+from evaluation_api.records.writer import RecordNotWritten, RecordWriter
 from tests.evaluation_api.test_resilience import record_count
 from tests.evaluation_api.test_stalls import row, stored_ids
 from tests.utils.evaluations import ModelServiceStub, body, make_settings

@@ -14,7 +14,7 @@ import pytest
 from contract import FEATURE_NAMES
 from devtools.servers import free_port
 from evaluation_api.errors import ModelUnavailable
-from evaluation_api.model_client import ModelClient
+from evaluation_api.model_client.client import ModelClient
 from tests.utils.evaluations import SEGMENT_CUSTOMERS
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

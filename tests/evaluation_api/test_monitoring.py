@@ -10,7 +10,7 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from contract import FEATURE_NAMES, SEGMENT_KEYS
-from evaluation_api.drift import PSI_MAJOR, psi
+from evaluation_api.observability.drift import PSI_MAJOR, psi
 from tests.utils.evaluations import TestClient, metadata, until
 from tests.utils.traffic import training_like
 

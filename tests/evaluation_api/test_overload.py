@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from evaluation_api.main import create_app
-from evaluation_api.overload import RetryBudget, parse_retry_after
+from evaluation_api.model_client.retry_budget import RetryBudget, parse_retry_after
 from tests.evaluation_api.test_resilience import assert_unavailable, circuit
 from tests.utils.evaluations import ModelServiceStub, TestClient, body, make_settings, until
 from tests.utils.identity import analyst_headers

@@ -1,4 +1,4 @@
-"""The business rules (evaluation_api.policy): the packaged policy file, broken policy files, and
+"""The business rules (decisioning.policy): the packaged policy file, broken policy files, and
 `decide` for every segment, every hard rule, their boundaries and how decisions combine."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from contract import SEGMENTS, SEGMENTS_BY_KEY, Figures
-from evaluation_api.policy import SEVERITY, Policy, PolicyError, brl, decide, load_policy
+from decisioning.policy import SEVERITY, Policy, PolicyError, brl, decide, load_policy
 from tests.evaluation_api.conftest import PACKAGED_POLICY
 from tests.utils.evaluations import SEGMENT_DECISIONS
 

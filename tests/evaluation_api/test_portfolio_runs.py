@@ -20,8 +20,8 @@ import pytest
 
 from contract import FEATURES
 from devtools.portfolio_worker import running_worker
-from evaluation_api import portfolio_runs as runs
-from evaluation_api.roles import Role
+from evaluation_api.identity.roles import Role
+from evaluation_api.portfolio_runs import store as runs
 from tests.evaluation_api.conftest import app_of
 from tests.utils.evaluations import TestClient
 from tests.utils.identity import bearer, create_account, token

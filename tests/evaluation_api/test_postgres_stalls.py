@@ -19,10 +19,10 @@ import pytest
 from sqlalchemy import make_url, text
 from sqlalchemy.exc import OperationalError
 
-from evaluation_api.db import make_engine
+from evaluation_api.database import make_engine
 from evaluation_api.main import create_app
 from evaluation_api.migrate import MIGRATION_LOCK_KEY, upgrade
-from evaluation_api.protection import DataKeys
+from evaluation_api.privacy.encryption import DataKeys
 from tests.utils.evaluations import body, make_settings
 from tests.utils.identity import analyst_headers
 from tests.utils.servers import ROOT, project_env

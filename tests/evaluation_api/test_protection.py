@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from evaluation_api import keys as key_commands
-from evaluation_api.db import EvaluationRow, make_engine
-from evaluation_api.protection import (
+from evaluation_api.database import make_engine
+from evaluation_api.identity.roles import Role
+from evaluation_api.privacy import key_rotation as key_commands
+from evaluation_api.privacy.encryption import (
     DataKeyError,
     DataKeys,
     KeyMaterial,
@@ -22,8 +23,8 @@ from evaluation_api.protection import (
     read_key_file,
     write_key_file,
 )
-from evaluation_api.review_store import ReviewCaseRow
-from evaluation_api.roles import Role
+from evaluation_api.records.table import EvaluationRow
+from evaluation_api.reviews.store import ReviewCaseRow
 from tests.utils.evaluations import SEGMENT_CUSTOMERS, TestClient, body
 from tests.utils.identity import bearer, token
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from evaluation_api.roles import Role
+from evaluation_api.identity.roles import Role
 from tests.utils.evaluations import ModelServiceStub, TestClient, body, until
 from tests.utils.identity import bearer, create_account, create_key, token
 

@@ -21,10 +21,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, func, inspect, make_url, select, text
 
 from evaluation_api.config import PACKAGE_DIR
-from evaluation_api.db import Base, EvaluationRow, make_engine
+from evaluation_api.database import Base, make_engine
 from evaluation_api.main import create_app
 from evaluation_api.migrate import upgrade
-from evaluation_api.protection import DataKeys
+from evaluation_api.privacy.encryption import DataKeys
+from evaluation_api.records.table import EvaluationRow
 from models import FEATURES
 from tests.utils.evaluations import SEGMENT_CUSTOMERS, ModelServiceStub, body, make_settings
 from tests.utils.identity import analyst_headers

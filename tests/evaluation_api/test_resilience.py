@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from evaluation_api.roles import Role
+from evaluation_api.identity.roles import Role
 from tests.evaluation_api.conftest import app_of
 from tests.utils.evaluations import ModelServiceStub, TestClient, body, json_log_lines, until
 from tests.utils.identity import bearer, token

@@ -1,4 +1,4 @@
-"""The review case's rules (evaluation_api/reviews.py): pure, no I/O."""
+"""The review case's rules (evaluation_api/reviews/rules.py): pure, no I/O."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from evaluation_api import reviews
+from evaluation_api.reviews import rules as reviews
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 GOOD = "Renda comprovada por holerite; limite compatível."

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from evaluation_api import retention
-from evaluation_api.db import EvaluationRow, make_engine
-from evaluation_api.roles import Principal, Role
+from evaluation_api.database import make_engine
+from evaluation_api.identity.roles import Principal, Role
+from evaluation_api.privacy import retention
+from evaluation_api.records.table import EvaluationRow
 from tests.utils.evaluations import SEGMENT_CUSTOMERS, TestClient, body
 from tests.utils.identity import bearer, create_account, identity_of, token
 

@@ -1,4 +1,4 @@
-"""Request and response bodies (evaluation_api.schemas) and how their errors are worded
+"""Request and response bodies (evaluation_api.evaluations.schemas) and how their errors are worded
 (evaluation_api.validation_messages.field_errors), without HTTP."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from contract import FEATURE_NAMES, MAX_AMOUNT
-from evaluation_api.schemas import (
+from evaluation_api.evaluations.schemas import (
     EvaluationCreate,
     EvaluationPublic,
     EvaluationRecord,

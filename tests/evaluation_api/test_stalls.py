@@ -21,14 +21,9 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import Engine, event, select
 
-from evaluation_api.db import (
-    EvaluationRow,
-    RecordNotWritten,
-    RecordOutcomeUnknown,
-    RecordQueueFull,
-    RecordWriter,
-)
 from evaluation_api.main import create_app
+from evaluation_api.records.table import EvaluationRow
+from evaluation_api.records.writer import RecordNotWritten, RecordOutcomeUnknown, RecordQueueFull, RecordWriter
 from tests.evaluation_api.conftest import app_of
 from tests.evaluation_api.test_resilience import record_count
 from tests.utils.evaluations import body, make_settings, until
@@ -127,7 +122,7 @@ async def test_past_the_queue_bound_a_record_is_refused_at_once(engine: Engine) 
 
 
 async def test_at_the_deadline_a_queued_record_is_withdrawn_and_a_committing_one_is_unknown(engine: Engine) -> None:
-    with writer_gate() as gate, log_records_of("evaluation_api.db") as lines:
+    with writer_gate() as gate, log_records_of("evaluation_api.records.writer") as lines:
         writer = RecordWriter(engine, queue_max=10, commit_timeout_s=0.3)
         try:
             committing = asyncio.create_task(writer.write(row(1)))

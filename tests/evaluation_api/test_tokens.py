@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jwt.algorithms import RSAAlgorithm
 
-from evaluation_api.roles import Role
-from evaluation_api.tokens import OidcTokens
+from evaluation_api.identity.roles import Role
+from evaluation_api.identity.tokens import OidcTokens
 from tests.utils.evaluations import TestClient, body
 from tests.utils.identity import bearer, create_account, identity_of
 

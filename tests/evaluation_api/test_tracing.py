@@ -16,8 +16,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from evaluation_api.identity.roles import Role
 from evaluation_api.main import create_app
-from evaluation_api.roles import Role
 from tests.utils import servers
 from tests.utils.evaluations import ModelServiceStub, TestClient, body, make_settings, until
 from tests.utils.identity import bearer, cli_create_key, sign_in_as

@@ -69,7 +69,7 @@ def auth_headers(gateway_url: str) -> dict[str, str]:
     password = secrets.token_urlsafe(18)
     podman(
         "exec", "-i", container("evaluation-api"),
-        "python", "-m", "evaluation_api.accounts", "create", name, "--role", "analyst", "--password-stdin",
+        "python", "-m", "evaluation_api.identity.accounts", "create", name, "--role", "analyst", "--password-stdin",
         stdin=password + "\n",
     )  # fmt: skip
     return bearer(token_for(gateway_url, name, password))

@@ -11,7 +11,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 from contract import SEGMENTS
-from evaluation_api.drift import bin_shares, psi
+from evaluation_api.observability.drift import bin_shares, psi
 from models import FEATURES, MODEL_NAME, PICKLE_PATH
 from models.train import N_INIT, TrainingData, sha256_of
 from tests.utils.artifacts import REAL_DATA

@@ -18,14 +18,14 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 from contract import FEATURES, SEGMENTS
-from evaluation_api.policy import Policy, decide, load_policy
+from decisioning.policy import Policy, decide, load_policy
 from tests.utils import artifacts
 from tests.utils.artifacts import REAL_DATA
 from tests.utils.data import cc_general_frame
 
 HERE = Path(__file__).resolve().parent
 CANDIDATE_POLICY = HERE / "candidate_policy.yaml"
-DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "evaluation_api" / "policy.yaml"
+DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "decisioning" / "policy.yaml"
 SEGMENT_KEY = {s.id: s.key for s in SEGMENTS}
 CSV_NAMES = [f.csv_column for f in FEATURES]
 

@@ -16,7 +16,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 from contract import FEATURES
-from evaluation_api.policy import Policy
+from decisioning.policy import Policy
 from portfolio.batch import _NUMBER_RE, parse_figure
 from portfolio.model import read_verified
 from portfolio.score import score

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contract import DECISIONS, FEATURE_NAMES, MAX_AMOUNT, SEGMENTS
-from evaluation_api.policy import Policy, load_policy
+from decisioning.policy import Policy, load_policy
 from portfolio.policy_vectorised import compile_policy, decide_batch
 from tests.portfolio.conftest import CANDIDATE_POLICY, DEFAULT_POLICY, decide_row
 

@@ -23,7 +23,7 @@ import httpx
 
 from contract import SEGMENTS
 from evaluation_api.config import Settings
-from evaluation_api.observability import ApiLogHandler
+from evaluation_api.observability.logs_and_metrics import ApiLogHandler
 from models import CARD_PATH, FEATURES, MODEL_NAME, PICKLE_PATH
 
 with warnings.catch_warnings():
@@ -250,7 +250,7 @@ def remove_app_log_handlers() -> None:
     root.setLevel(logging.WARNING)
 
 
-# The default policy's decision per segment (evaluation_api/policy.yaml), as the README documents it.
+# The default policy's decision per segment (decisioning/policy.yaml), as the README documents it.
 SEGMENT_DECISIONS = {
     "credit_purchasers_good_payers": "approved",
     "low_limit_light_users": "approved",

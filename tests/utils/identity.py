@@ -4,7 +4,7 @@
   database and sets the client's `Authorization` header to a token the app issued; `bearer(...)`.
 - Against a server started by a test (tests/utils/servers.py): `cli_create_key(database_url, name)`
   and `cli_create_account(database_url, name, role, password)` run the documented command line
-  (`python -m evaluation_api.accounts`) on that server's database; `token_for(url, name, password)`
+  (`python -m evaluation_api.identity.accounts`) on that server's database; `token_for(url, name, password)`
   signs in over HTTP.
 
 Nothing here starts a process at import.
@@ -21,9 +21,10 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from evaluation_api import accounts, audit
-from evaluation_api.access import Identity
-from evaluation_api.roles import Role
+from evaluation_api.audit import trail as audit
+from evaluation_api.identity import accounts
+from evaluation_api.identity.access import Identity
+from evaluation_api.identity.roles import Role
 from tests.utils.servers import ROOT, project_env
 
 PASSWORD = "senha-de-teste-123"  # 18 characters: passes the rule
@@ -82,7 +83,7 @@ def create_key(client: Any, username: str) -> str:
 
 def _cli(database_url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "evaluation_api.accounts", *args],
+        [sys.executable, "-m", "evaluation_api.identity.accounts", *args],
         cwd=ROOT,
         env=project_env(DATABASE_URL=database_url),
         input=stdin,
@@ -93,7 +94,7 @@ def _cli(database_url: str, *args: str, stdin: str = "") -> subprocess.Completed
 
 
 def cli_create_key(database_url: str, username: str = "load-tester") -> str:
-    """`python -m evaluation_api.accounts create-key NAME --role system`; returns the key (its last line)."""
+    """`python -m evaluation_api.identity.accounts create-key NAME --role system`; returns the key (its last line)."""
     done = _cli(database_url, "create-key", username, "--role", "system")
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]

@@ -1,6 +1,6 @@
 """Protect personal data at rest: encrypted name and customer id, a keyed hash for look-ups, anonymisation.
 
-Existing rows are encrypted in place with the data keys (evaluation_api/protection.py).
+Existing rows are encrypted in place with the data keys (evaluation_api/privacy/encryption.py).
 
 Revision ID: 0003
 Revises: 0002
