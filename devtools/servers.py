@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from evaluation_api.config import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
@@ -27,40 +29,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-# The project's own settings: a server a test starts sees only what the test passes.
-PROJECT_ENV_VARS = (
-    "MODEL_SERVICE_URL",
-    "DATABASE_URL",
-    "POLICY_PATH",
-    "AUTO_MIGRATE",
-    "LOG_LEVEL",
-    "MODEL_TAG",
-    "MODEL_CARD_PATH",
-    "MODEL_SERVICE_WORKERS",
-    "MODEL_SERVICE_ACCESS_LOG",
-    "MODEL_SERVICE_BATCHING",
-    "AUTH_SIGNING_KEY",
-    "AUTH_SIGNING_KEY_FILE",
-    "AUTH_TOKEN_TTL_S",
-    "OIDC_ISSUER",
-    "OIDC_AUDIENCE",
-    "OIDC_JWKS_URL",
-    "DOCS_ENABLED",
-    "DRIFT_WINDOW_SIZE",
-    "DRIFT_MIN_EVALUATIONS",
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "OTEL_SERVICE_NAME",
-    "BENTOML_CONFIG_OPTIONS",
-    "SQLITE_SYNCHRONOUS",
-    "DATA_KEYS",
-    "DATA_KEYS_PATH",
-    "DATA_KEYS_CREATE",
-    "RETENTION_DAYS",
-    "PORTFOLIO_RUN_DIR",
-    "PORTFOLIO_MAX_UPLOAD_BYTES",
-    "PORTFOLIO_RETENTION_DAYS",
-    "PORTFOLIO_PROGRESS_INTERVAL_S",
-    "PORTFOLIO_STALE_AFTER_S",
+# The project's own settings: a server a test starts sees only what the test passes. Every variable
+# the API's Settings reads, derived from the class itself, and those the model service, BentoML and
+# OpenTelemetry read from the environment directly (service.py).
+PROJECT_ENV_VARS: tuple[str, ...] = tuple(
+    sorted(
+        {name.upper() for name in Settings.model_fields}
+        | {
+            "MODEL_TAG",
+            "MODEL_CARD_PATH",
+            "MODEL_SERVICE_WORKERS",
+            "MODEL_SERVICE_ACCESS_LOG",
+            "MODEL_SERVICE_BATCHING",
+            "BENTOML_CONFIG",
+            "BENTOML_CONFIG_OPTIONS",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_SERVICE_NAME",
+        }
+    )
 )
 
 
