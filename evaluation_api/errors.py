@@ -11,6 +11,9 @@ EvaluationError
     │   └── DatabaseBusy           too many records wait for the database: refused before queueing
     └── RecordUnconfirmed      the record's commit outlived its deadline: it may or may not be
                                recorded, and the answer says so (with the evaluation's id to look up)
+
+A database error that a route does not handle itself (SQLAlchemyError) is a DatabaseUnavailable
+here, in one place, rather than in a try block in every route.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from evaluation_api.validation_messages import field_errors
@@ -90,6 +94,10 @@ class DatabaseUnavailable(ServiceUnavailable):
     message = "Não foi possível registrar a decisão; nada foi decidido. Tente novamente em alguns segundos."
 
 
+# What a route's unhandled database error says: true of a read and of a write alike.
+DATABASE_DOWN = "O banco de dados não respondeu; o pedido não foi concluído. Tente novamente em alguns segundos."
+
+
 class DatabaseBusy(DatabaseUnavailable):
     code = "database_busy"
     message = "Muitas avaliações ao mesmo tempo; nada foi decidido. Tente novamente em alguns segundos."
@@ -132,6 +140,11 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, ServiceUnavailable):
             logger.warning("evaluation failed: %s", exc.code)
         return error_response(exc)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        logger.warning("database unavailable: %s", type(exc).__name__)
+        return error_response(DatabaseUnavailable(DATABASE_DOWN))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -7,13 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from evaluation_api.audit import trail as audit
 from evaluation_api.database import as_utc
 from evaluation_api.deps import IdentityDep
-from evaluation_api.errors import DatabaseUnavailable
 from evaluation_api.identity.access import PrincipalDep, audit_context
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
@@ -51,19 +49,16 @@ async def list_events(
     offset: int = Query(0, ge=0),
 ) -> AuditPage:
     """Audit events, newest first. Reading the trail is an event too (`audit.read`)."""
-    try:
-        rows = await run_in_threadpool(
-            audit.search,
-            identity.engine,
-            audit_context(request, principal),
-            record_id=record_id,
-            actor=actor,
-            action=action,
-            limit=limit,
-            offset=offset,
-        )
-    except SQLAlchemyError:
-        raise DatabaseUnavailable("Não foi possível consultar a trilha de auditoria agora.") from None
+    rows = await run_in_threadpool(
+        audit.search,
+        identity.engine,
+        audit_context(request, principal),
+        record_id=record_id,
+        actor=actor,
+        action=action,
+        limit=limit,
+        offset=offset,
+    )
     items = [
         AuditEventPublic(
             id=r.id,

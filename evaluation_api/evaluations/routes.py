@@ -9,13 +9,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from pydantic import BeforeValidator
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from contract import SEGMENTS_BY_KEY
 from evaluation_api.database import as_utc
 from evaluation_api.deps import DataKeysDep, EngineDep, EvaluatorDep, RequestIdDep
-from evaluation_api.errors import Conflict, DatabaseUnavailable, NotFound
+from evaluation_api.errors import Conflict, NotFound
 from evaluation_api.evaluations import idempotency
 from evaluation_api.evaluations.flow import Evaluator
 from evaluation_api.evaluations.schemas import ErrorBody, EvaluationCreate, EvaluationPublic, EvaluationRecord
@@ -87,19 +86,13 @@ async def _idempotent(
     key: str,
 ) -> EvaluationPublic:
     digest = idempotency.body_digest(body.model_dump(mode="json"))
-    try:
-        outcome = await run_in_threadpool(idempotency.reserve, engine, principal.subject, key, digest)
-    except SQLAlchemyError:
-        raise DatabaseUnavailable() from None
+    outcome = await run_in_threadpool(idempotency.reserve, engine, principal.subject, key, digest)
     if isinstance(outcome, idempotency.Mismatch):
         raise IdempotencyConflict()
     if isinstance(outcome, idempotency.InProgress):
         raise IdempotencyInProgress(retry_after_s=1)
     if isinstance(outcome, idempotency.Replay):
-        try:
-            records = await run_in_threadpool(read_records, engine, evaluator.keys, [outcome.evaluation_id])
-        except SQLAlchemyError:
-            raise DatabaseUnavailable() from None
+        records = await run_in_threadpool(read_records, engine, evaluator.keys, [outcome.evaluation_id])
         if not records:  # cannot happen: records are never deleted
             raise IdempotencyConflict()
         response.headers["Idempotent-Replayed"] = "true"
@@ -149,15 +142,10 @@ async def list_evaluations(
         since=since,
         until=until,
     )
-    try:
-        rows, more = await run_in_threadpool(
-            list_for, engine, principal, audit_context(request, principal), filters, limit=limit, offset=offset
-        )
-        reviews = await run_in_threadpool(newest_reviews, engine, keys, [row.id for row in rows])
-    except SQLAlchemyError:
-        raise DatabaseUnavailable(
-            "Não foi possível consultar as avaliações agora. Tente novamente em alguns segundos."
-        ) from None
+    rows, more = await run_in_threadpool(
+        list_for, engine, principal, audit_context(request, principal), filters, limit=limit, offset=offset
+    )
+    reviews = await run_in_threadpool(newest_reviews, engine, keys, [row.id for row in rows])
     items = []
     for row in rows:
         segment = SEGMENTS_BY_KEY.get(row.segment_key)
@@ -198,12 +186,7 @@ async def get_evaluation(
     account that made it, reviewers, auditors and the DPO; anyone else gets 404. Every read is audited."""
     if len(evaluation_id) > 36:  # ids are UUIDs: a longer one is simply not one of ours
         raise NotFound()
-    try:
-        row = await run_in_threadpool(read_for, engine, evaluation_id, principal, audit_context(request, principal))
-        if row is None:
-            raise NotFound()
-        return await run_in_threadpool(record_with_reviews, engine, keys, row)
-    except SQLAlchemyError:
-        raise DatabaseUnavailable(
-            "Não foi possível consultar a avaliação agora. Tente novamente em alguns segundos."
-        ) from None
+    row = await run_in_threadpool(read_for, engine, evaluation_id, principal, audit_context(request, principal))
+    if row is None:
+        raise NotFound()
+    return await run_in_threadpool(record_with_reviews, engine, keys, row)

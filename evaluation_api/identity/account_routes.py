@@ -8,11 +8,10 @@ from typing import Any, TypeVar
 
 from fastapi import APIRouter, Path, Request, status
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from evaluation_api.deps import IdentityDep
-from evaluation_api.errors import DatabaseUnavailable, EvaluationError, InvalidInput
+from evaluation_api.errors import EvaluationError, InvalidInput
 from evaluation_api.evaluations.schemas import ErrorBody
 from evaluation_api.identity import accounts, passwords
 from evaluation_api.identity.access import PrincipalDep, audit_context
@@ -71,8 +70,6 @@ async def _run(function: Callable[..., T], *args: Any) -> T:
         raise InvalidInput([{"field": "password", "rule": "password_policy", "message": str(exc)}]) from None
     except accounts.AccountError as exc:
         raise InvalidInput([{"field": "username", "rule": "account", "message": str(exc)}]) from None
-    except SQLAlchemyError:
-        raise DatabaseUnavailable("Não foi possível alterar as contas agora.") from None
 
 
 def _public(info: accounts.AccountInfo) -> AccountPublic:

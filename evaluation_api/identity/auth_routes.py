@@ -10,11 +10,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from evaluation_api.deps import IdentityDep
-from evaluation_api.errors import DatabaseUnavailable
 from evaluation_api.evaluations.schemas import ErrorBody
 from evaluation_api.identity import accounts
 from evaluation_api.identity.access import PrincipalDep, Unauthorized, audit_context
@@ -45,18 +43,15 @@ async def token(
     """Sign in with a name and password (form-encoded); answers a short-lived bearer token. Wrong name
     or password: 401, without saying which; after AUTH_MAX_FAILED_LOGINS in a row: 429 for a while."""
     settings = identity.settings
-    try:
-        login = await run_in_threadpool(
-            accounts.sign_in,
-            identity.engine,
-            audit_context(request, None),
-            form.username.strip().lower()[:128],
-            form.password,
-            max_failed=settings.auth_max_failed_logins,
-            lockout_s=settings.auth_lockout_s,
-        )
-    except SQLAlchemyError:
-        raise DatabaseUnavailable("Não foi possível entrar agora. Tente novamente em alguns segundos.") from None
+    login = await run_in_threadpool(
+        accounts.sign_in,
+        identity.engine,
+        audit_context(request, None),
+        form.username.strip().lower()[:128],
+        form.password,
+        max_failed=settings.auth_max_failed_logins,
+        lockout_s=settings.auth_lockout_s,
+    )
     if login.principal is not None:
         issued = identity.tokens.issue(login.principal)
         return TokenPublic(access_token=issued.access_token, expires_in=issued.expires_in)

@@ -17,7 +17,6 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -27,7 +26,6 @@ from evaluation_api.config import Settings
 from evaluation_api.database import as_utc
 from evaluation_api.deps import EngineDep
 from evaluation_api.errors import (
-    DatabaseUnavailable,
     EvaluationError,
     InvalidInput,
     NotFound,
@@ -132,10 +130,7 @@ def _may_read(principal: Principal, row: runs.PortfolioRunRow) -> bool:
 
 
 async def _readable(engine: Engine, principal: Principal, run_id: str) -> runs.PortfolioRunRow:
-    try:
-        row = await run_in_threadpool(runs.get, engine, run_id)
-    except SQLAlchemyError:
-        raise DatabaseUnavailable() from None
+    row = await run_in_threadpool(runs.get, engine, run_id)
     if row is None or not _may_read(principal, row):
         raise RunNotFound()  # another analyst's run: do not reveal that it exists
     return row
@@ -254,20 +249,17 @@ async def create_run(
                 target_id=run_id,
                 details={"file_name": (upload.filename or "")[:255], "candidate_policy": candidate_path is not None},
             )
-            try:
-                await run_in_threadpool(
-                    runs.create,
-                    engine,
-                    run_id=run_id,
-                    created_by=principal.subject,
-                    file_name=upload.filename or input_path.name,
-                    input_path=input_path,
-                    candidate_path=candidate_path,
-                    result_dir=directory,
-                    events=[event],
-                )
-            except SQLAlchemyError:
-                raise DatabaseUnavailable() from None
+            await run_in_threadpool(
+                runs.create,
+                engine,
+                run_id=run_id,
+                created_by=principal.subject,
+                file_name=upload.filename or input_path.name,
+                input_path=input_path,
+                candidate_path=candidate_path,
+                result_dir=directory,
+                events=[event],
+            )
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
             raise
@@ -289,10 +281,7 @@ async def list_runs(
     offset: int = Query(0, ge=0),
 ) -> PortfolioRunPage:
     """The caller's own runs, newest first."""
-    try:
-        rows = await run_in_threadpool(runs.list_runs, engine, created_by=principal.subject, limit=limit, offset=offset)
-    except SQLAlchemyError:
-        raise DatabaseUnavailable() from None
+    rows = await run_in_threadpool(runs.list_runs, engine, created_by=principal.subject, limit=limit, offset=offset)
     return PortfolioRunPage(items=[_public(r) for r in rows], limit=limit, offset=offset)
 
 
@@ -339,8 +328,5 @@ async def download_result(
         target_id=run_id,
         details={"format": format},
     )
-    try:
-        await run_in_threadpool(audit.record, engine, event)
-    except SQLAlchemyError:
-        raise DatabaseUnavailable() from None
+    await run_in_threadpool(audit.record, engine, event)
     return FileResponse(path, media_type=MEDIA_TYPES[format], filename=f"carteira-{run_id}.{format}")

@@ -10,11 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Path, Request
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from evaluation_api.deps import DataKeysDep, EngineDep
-from evaluation_api.errors import DatabaseUnavailable
 from evaluation_api.evaluations.schemas import ErrorBody
 from evaluation_api.identity.access import PrincipalDep, audit_context
 from evaluation_api.privacy import data_subjects
@@ -27,7 +25,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 # The rule of EvaluationCreate.customer_id.
 CUSTOMER_ID = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$", description="The customer's id")
-_DB_DOWN = "Não foi possível atender ao pedido do titular agora. Tente novamente em alguns segundos."
 
 
 @router.get("/{customer_id}", response_model=data_subjects.DataSubjectExport, responses=ERRORS)
@@ -36,12 +33,9 @@ async def export_data_subject(
 ) -> data_subjects.DataSubjectExport:
     """Every record about the customer (evaluations and their reviews), as JSON to hand to the person.
     An empty list when nothing is stored (or everything was anonymised). Each record read is an audit event."""
-    try:
-        return await run_in_threadpool(
-            data_subjects.export, engine, keys, audit_context(request, principal), customer_id, now=datetime.now(UTC)
-        )
-    except SQLAlchemyError:
-        raise DatabaseUnavailable(_DB_DOWN) from None
+    return await run_in_threadpool(
+        data_subjects.export, engine, keys, audit_context(request, principal), customer_id, now=datetime.now(UTC)
+    )
 
 
 @router.post("/{customer_id}/anonymize", response_model=data_subjects.AnonymizationResult, responses=ERRORS)
@@ -50,9 +44,6 @@ async def anonymize_data_subject(
 ) -> data_subjects.AnonymizationResult:
     """Erase the customer's name and id from every record; figures, decisions, versions and reviews stay.
     Each record anonymised is an audit event (action `anonymize`)."""
-    try:
-        return await run_in_threadpool(
-            data_subjects.anonymize, engine, keys, audit_context(request, principal), customer_id, now=datetime.now(UTC)
-        )
-    except SQLAlchemyError:
-        raise DatabaseUnavailable(_DB_DOWN) from None
+    return await run_in_threadpool(
+        data_subjects.anonymize, engine, keys, audit_context(request, principal), customer_id, now=datetime.now(UTC)
+    )

@@ -15,13 +15,12 @@ from fastapi import APIRouter, Path, Query, Request, status
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from contract import SEGMENTS
 from evaluation_api.audit import trail as audit
 from evaluation_api.deps import DataKeysDep, EngineDep
-from evaluation_api.errors import DatabaseUnavailable, EvaluationError, InvalidInput, NotFound
+from evaluation_api.errors import EvaluationError, InvalidInput, NotFound
 from evaluation_api.evaluations.schemas import ErrorBody, EvaluationRecord, ReviewCaseBase, ReviewPublic, SegmentPublic
 from evaluation_api.identity.access import PrincipalDep, audit_context
 from evaluation_api.identity.roles import Principal, Role
@@ -110,8 +109,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorBody, "description": "The database is unavailable (Retry-After)"},
 }
 
-_DB_DOWN = "Não foi possível consultar a revisão agora. Tente novamente em alguns segundos."
-
 
 def _evaluation_of(engine: Engine, evaluation_id: str) -> tuple[str, str | None] | None:
     with engine.connect() as connection:
@@ -156,8 +153,6 @@ async def request_review(
         )
     except reviews.CaseAlreadyOpen as exc:
         raise ReviewConflict(exc) from None
-    except SQLAlchemyError:
-        raise DatabaseUnavailable(_DB_DOWN) from None
     return review_public(case)
 
 
@@ -208,12 +203,9 @@ async def list_reviews(
     offset: int = Query(0, ge=0),
 ) -> ReviewQueuePage:
     """Review cases, oldest first, with their age: the reviewers' queue."""
-    try:
-        return await run_in_threadpool(
-            _queue, engine, keys, audit_context(request, principal), status=status, limit=limit, offset=offset
-        )
-    except SQLAlchemyError:
-        raise DatabaseUnavailable(_DB_DOWN) from None
+    return await run_in_threadpool(
+        _queue, engine, keys, audit_context(request, principal), status=status, limit=limit, offset=offset
+    )
 
 
 def _detail(engine: Engine, keys: DataKeys, context: audit.Context, case_id: str) -> ReviewCaseDetail | None:
@@ -250,10 +242,7 @@ async def get_review(
     case_id: str = Path(max_length=36),
 ) -> ReviewCaseDetail:
     """One case, with the evaluation's figures, segment, reasons and distances to every segment."""
-    try:
-        detail = await run_in_threadpool(_detail, engine, keys, audit_context(request, principal), case_id)
-    except SQLAlchemyError:
-        raise DatabaseUnavailable(_DB_DOWN) from None
+    detail = await run_in_threadpool(_detail, engine, keys, audit_context(request, principal), case_id)
     if detail is None:
         raise CaseNotFound()
     return detail
@@ -287,8 +276,6 @@ async def decide_review(
         raise ReviewConflict(exc) from None
     except reviews.InvalidJustification as exc:  # the body's own rule already refuses these
         raise InvalidInput([{"field": "justification", "rule": "min_length", "message": exc.message}]) from None
-    except SQLAlchemyError:
-        raise DatabaseUnavailable(_DB_DOWN) from None
     if case is None:
         raise CaseNotFound()
     return review_public(case)
