@@ -152,6 +152,7 @@ def consume(settings: Settings, *, workers: int) -> None:
     failed = _recover_at_start(engine, settings)
     if failed:
         logger.warning("failed %d run(s) a stopped worker left running: %s", len(failed), ", ".join(failed))
+    runs.execute_runs_with(lambda run_id: execute(settings, run_id))  # the task's body is this worker's
     queue = runs.queue_for(settings.portfolio_run_dir)
     schedule(queue.huey, engine, settings)
     logger.info("portfolio worker %s consuming %s", name, settings.portfolio_run_dir / runs.QUEUE_FILE)

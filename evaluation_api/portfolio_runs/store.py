@@ -13,7 +13,7 @@ import csv
 import io
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -27,7 +27,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from contract import FEATURES
 from evaluation_api.audit import trail as audit
-from evaluation_api.config import Settings, get_settings
+from evaluation_api.config import Settings
 from evaluation_api.database import Base
 
 Status = Literal["queued", "running", "succeeded", "failed"]
@@ -72,11 +72,22 @@ def now() -> datetime:
 # --- the queue -----------------------------------------------------------------------------------------
 
 
-def run_portfolio(run_id: str) -> None:
-    """The task: score one run. Its body runs only in the worker, which has the numeric stack."""
-    from portfolio.worker import execute
+# What executes a run: set by the worker at its start (portfolio/worker.py), never in the API's
+# processes. The worker owns the task's body; this package never imports the portfolio package.
+_executor: Callable[[str], None] | None = None
 
-    execute(get_settings(), run_id)
+
+def execute_runs_with(executor: Callable[[str], None]) -> None:
+    global _executor
+    _executor = executor
+
+
+def run_portfolio(run_id: str) -> None:
+    """The task both sides register under one name (huey keys tasks by module and name): the API
+    enqueues it, the worker runs it with the executor it set."""
+    if _executor is None:
+        raise RuntimeError("portfolio runs are executed by the worker: python -m portfolio.worker")
+    _executor(run_id)
 
 
 @dataclass(frozen=True)
