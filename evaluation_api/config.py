@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     model_retry_ratio: float = Field(0.1, ge=0, le=1)
     model_retry_burst: int = Field(10, ge=0)
     model_max_connections: int = Field(32, ge=1)
+    # A whole answer of the model service (a batch of 256 customers is about 30 KB): a larger one is
+    # a transport error, not memory filled by a broken or hostile peer.
+    model_max_response_bytes: int = Field(1 << 20, ge=4096)
+    # A kept connection unused this long is closed (servers and proxies drop idle ones anyway).
+    model_idle_timeout_s: float = Field(15.0, gt=0, le=3600)
     # Concurrent evaluations are coalesced into one /predict call of at most this many customers,
     # with at most this many calls in flight: under load, batches grow instead of queues.
     model_batch_max_size: int = Field(256, ge=1)

@@ -2,12 +2,13 @@
 transports, responses parsed by httptools (llhttp, the parser uvicorn serves with).
 
 Why not aiohttp: on a lone evaluation its request and response machinery (URL and header objects,
-cookie and tracing hooks, timer contexts, the response's wrapping) cost about 0.2 ms of the call's
-0.7 ms, more than the model itself (docs/ARCHITECTURE.md). This client does only what the model
-client needs: a request with a small JSON body, the whole answer read, a bounded number of
-connections reused between calls, timeouts on connecting and on the answer, and errors that say
-which of those failed. Anything unexpected (a malformed answer, a connection closed mid-answer, a
-call cancelled while in flight) closes that connection rather than reusing it.
+cookie and tracing hooks, timer contexts, the response's wrapping) cost more than the model itself
+(docs/ARCHITECTURE.md, "Figures behind choices in the code"). This client does only what the model
+client needs: a request with a small JSON body, the whole answer read (up to a size cap), a
+bounded number of connections reused between calls and closed after an idle spell, timeouts on
+connecting and on the answer, and errors that say which of those failed. Anything unexpected (a
+malformed answer, a connection closed mid-answer, a call cancelled while in flight) closes that
+connection rather than reusing it.
 """
 
 from __future__ import annotations
@@ -40,10 +41,13 @@ class _StaleConnection(TransportError):
 class _Connection(asyncio.Protocol):
     """One connection; one exchange at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_answer_bytes: int) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reused = False
+        self.idle_timer: asyncio.TimerHandle | None = None  # closes it when idle too long
+        self._max_answer_bytes = max_answer_bytes
+        self._answer_bytes = 0
         self._parser = httptools.HttpResponseParser(self)
         self._answer: asyncio.Future[Answer] | None = None
         self._headers: dict[str, str] = {}
@@ -62,6 +66,11 @@ class _Connection(asyncio.Protocol):
             self.close()  # bytes nobody asked for: this connection cannot be trusted any more
             return
         self._received = True
+        self._answer_bytes += len(data)
+        if self._answer_bytes > self._max_answer_bytes:
+            # Head and body together: a peer that sends without end cannot fill our memory.
+            self._fail(TransportError(f"answer larger than {self._max_answer_bytes} bytes"))
+            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -94,7 +103,7 @@ class _Connection(asyncio.Protocol):
     async def exchange(self, request: bytes, timeout_s: float) -> Answer:
         assert self.transport is not None and self._answer is None
         self._answer = asyncio.get_running_loop().create_future()
-        self._headers, self._body, self._received = {}, [], False
+        self._headers, self._body, self._received, self._answer_bytes = {}, [], False, 0
         self.transport.write(request)
         try:
             async with asyncio.timeout(timeout_s):
@@ -116,15 +125,28 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
         if self.transport is not None:
             self.transport.close()
 
 
 class Http1Client:
     """Requests to one upstream (`base_url`: http or https, with an optional path prefix), over at
-    most `max_connections` keep-alive connections."""
+    most `max_connections` keep-alive connections, each closed after `idle_timeout_s` unused. An
+    answer (head and body) larger than `max_response_bytes` is a TransportError."""
 
-    def __init__(self, base_url: str, *, connect_timeout_s: float, read_timeout_s: float, max_connections: int) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+        max_connections: int,
+        max_response_bytes: int = 1 << 20,
+        idle_timeout_s: float = 15.0,
+    ) -> None:
         url = urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -135,6 +157,8 @@ class Http1Client:
         self._host_header = url.netloc.rsplit("@", 1)[-1]
         self._connect_timeout_s = connect_timeout_s
         self._read_timeout_s = read_timeout_s
+        self._max_response_bytes = max_response_bytes
+        self._idle_timeout_s = idle_timeout_s
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: list[_Connection] = []
 
@@ -180,6 +204,9 @@ class Http1Client:
     def _idle_connection(self) -> _Connection | None:
         while self._idle:
             connection = self._idle.pop()
+            if connection.idle_timer is not None:
+                connection.idle_timer.cancel()
+                connection.idle_timer = None
             if not connection.closed:
                 return connection
         return None
@@ -193,16 +220,25 @@ class Http1Client:
         finally:
             if kept:
                 connection.reused = True
+                connection.idle_timer = asyncio.get_running_loop().call_later(
+                    self._idle_timeout_s, self._expire, connection
+                )
                 self._idle.append(connection)
             else:
                 connection.close()  # failed, cancelled, or the answer said so: never reused
+
+    def _expire(self, connection: _Connection) -> None:
+        connection.idle_timer = None
+        connection.close()
+        if connection in self._idle:
+            self._idle.remove(connection)
 
     async def _connect(self, timeout_s: float) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout_s):
                 _, connection = await loop.create_connection(
-                    _Connection,
+                    lambda: _Connection(self._max_response_bytes),
                     self._host,
                     self._port,
                     ssl=self._ssl,

@@ -196,3 +196,71 @@ async def test_a_header_with_a_line_break_is_refused_before_sending() -> None:
 def test_only_http_urls_are_taken() -> None:
     with pytest.raises(ValueError, match="not an http"):
         Http1Client("ftp://model-service", connect_timeout_s=1, read_timeout_s=1, max_connections=1)
+
+
+async def test_an_answer_larger_than_the_cap_is_a_transport_error_and_its_connection_is_closed() -> None:
+    big = http_response("200 OK", b"[" + b"0," * 40_000 + b"0]")  # about 80 KB
+
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(big)
+            await writer.drain()
+
+    async with serving(flood) as url:
+        capped = Http1Client(url, connect_timeout_s=0.5, read_timeout_s=2.0, max_connections=1, max_response_bytes=8192)
+        roomy = Http1Client(
+            url, connect_timeout_s=0.5, read_timeout_s=2.0, max_connections=1, max_response_bytes=1 << 20
+        )
+        try:
+            with pytest.raises(TransportError, match="answer larger than 8192 bytes"):
+                await capped.request("GET", "/big")
+            assert capped._idle == []  # never reused: what is left of the answer would be read as the next one
+            answer = await roomy.request("GET", "/big")  # the same answer under a cap it fits
+        finally:
+            await capped.aclose()
+            await roomy.aclose()
+    assert answer.status == 200 and len(answer.content) == len(big) - big.index(b"\r\n\r\n") - 4
+
+
+async def test_a_connection_idle_past_the_timeout_is_closed_and_the_next_call_opens_another() -> None:
+    closed_by_client = asyncio.Event()
+    peer_connections = 0
+
+    async def keep(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal peer_connections
+        peer_connections += 1
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                closed_by_client.set()  # the client hung up: the server never closes on its own
+                return
+            writer.write(OK)
+            await writer.drain()
+
+    async with serving(keep) as url:
+        client = http1(url, idle_timeout_s=0.2)
+        try:
+            await client.request("GET", "/a")
+            await asyncio.wait_for(closed_by_client.wait(), timeout=10)
+            assert client._idle == []
+            assert (await client.request("GET", "/b")).status == 200
+        finally:
+            await client.aclose()
+    assert peer_connections == 2
+
+
+async def test_a_connection_used_before_its_idle_timeout_is_kept() -> None:
+    peer = Peer()
+    async with serving(peer) as url:
+        client = http1(url, idle_timeout_s=30)
+        try:
+            for path in ("/a", "/b", "/c"):
+                await client.request("GET", path)
+        finally:
+            await client.aclose()
+    assert peer.connections == 1
