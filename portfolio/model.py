@@ -56,7 +56,7 @@ def _check(model: VerifiedModel) -> None:
 def load_pipeline(model: VerifiedModel) -> Any:
     """Unpickle the pipeline, checking the bytes against their sha256 first (a broadcast arrives as bytes)."""
     _check(model)
-    import joblib  # with scikit-learn, on first need: about 1.5 s of imports
+    import joblib  # with scikit-learn, on first need: seconds of imports a run without it never pays
 
     return joblib.load(io.BytesIO(model.pickle))
 

@@ -1,9 +1,9 @@
 """The model's segment for a whole batch of customers: numpy on the fitted pipeline's own parameters,
 with the pipeline's own `predict` for any row numpy cannot decide with certainty.
 
-Why: importing scikit-learn costs 1.3-2.4 s of a 5,000,000-row run that otherwise takes about 2 s,
-and the pipeline's `log1p` step alone takes about as long as the rest of the model step
-(docs/ARCHITECTURE.md, "The local engine"). The model is `log1p -> StandardScaler -> KMeans`; its
+Why: importing scikit-learn costs about as much as the rest of a 5,000,000-row run, and the
+pipeline's `log1p` step alone about as much as the rest of the model step (docs/ARCHITECTURE.md,
+"The local engine", has the figures). The model is `log1p -> StandardScaler -> KMeans`; its
 segment is the nearest centre, `argmin_j ||z - c_j||^2` with `z = (log1p(x) - mean) / scale`.
 
 Why the labels are the pipeline's, row for row. scikit-learn computes, per row, `||c_j||^2 -

@@ -97,14 +97,14 @@ class RecordWriter:
     starts a new one and counts it in `restarts`; records it had taken end as RecordOutcomeUnknown.
 
     A lone record (`write(row, lone=True)`: no other evaluation in flight in this process) on a SQLite
-    file with synchronous=NORMAL is committed on the caller's thread, the event loop, when the writer
-    is idle: handing it to the thread and back cost a lone evaluation about 0.2 ms of its 2 ms
-    (docs/ARCHITECTURE.md). It never waits there: it takes the processes' turn without blocking and
-    SQLite's lock with a busy timeout of 0, and if either is held it goes to the queue, whose deadline
-    applies. Such a commit writes the WAL without an fsync, and its connection never checkpoints (a
-    checkpoint syncs two files): the thread does, every INLINE_CHECKPOINT_EVERY inline commits. What
-    it does not bound is a disk that stops taking writes: `inline=False` (RECORD_INLINE=false) sends
-    every record through the thread and its deadline.
+    file with synchronous=NORMAL is committed on the caller's thread, the event loop, when the writer is
+    idle: handing it to the thread and back was a tenth of a lone evaluation's time
+    (docs/ARCHITECTURE.md, "Figures behind choices in the code"). It never waits there: it takes the
+    processes' turn without blocking and SQLite's lock with a busy timeout of 0, and if either is held
+    it goes to the queue, whose deadline applies. Such a commit writes the WAL without an fsync, and its
+    connection never checkpoints (a checkpoint syncs two files): the thread does, every
+    INLINE_CHECKPOINT_EVERY inline commits. What it does not bound is a disk that stops taking writes:
+    `inline=False` (RECORD_INLINE=false) sends every record through the thread and its deadline.
     """
 
     MAX_GROUP = 500
@@ -274,8 +274,8 @@ class RecordWriter:
     @contextlib.contextmanager
     def _turn(self) -> Iterator[None]:
         """On a SQLite file, this process's turn to write among the API's processes that share it
-        (`make run` runs one per core). SQLite's own wait for its lock polls with sleeps of up to
-        100 ms, which showed as the p99 under load; a blocked flock() wakes as soon as the other
+        (`make run` runs one per core). SQLite's own wait for its lock polls with growing sleeps,
+        which showed as the p99 under load; a blocked flock() wakes as soon as the other
         process's commit ends. Other databases order writers themselves."""
         if self._lock_path is None:
             yield
