@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-import httpx
 from fastapi import Depends, FastAPI, Response
 from fastapi.staticfiles import StaticFiles
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Tracer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from contract import DECISIONS, FEATURE_NAMES, SEGMENT_KEYS
@@ -52,25 +52,18 @@ from evaluation_api.reviews import store as review_store
 logger = logging.getLogger(__name__)
 
 
-def create_app(
-    settings: Settings | None = None,
-    *,
-    model_transport: httpx.AsyncBaseTransport | None = None,
-    tracer_provider: TracerProvider | None = None,
-) -> FastAPI:
+def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
     """Build the app. Nothing is opened here: connections, the database and the policy file are
     opened in the lifespan, when the server starts. Traces go to `tracer_provider` if given (tests),
     else over OTLP when OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, else nowhere."""
     settings = settings or get_settings()
-    own_provider = tracer_provider is None and settings.otel_exporter_otlp_traces_endpoint is not None
-    if own_provider:
-        tracer_provider = otlp_tracer_provider(
+    own_provider = None
+    if tracer_provider is None and settings.otel_exporter_otlp_traces_endpoint is not None:
+        own_provider = tracer_provider = otlp_tracer_provider(
             str(settings.otel_exporter_otlp_traces_endpoint), service_name=settings.otel_service_name
         )
-    tracer = tracer_of(tracer_provider)
     configure_logging(settings.log_level)  # here, not in the lifespan: before uvicorn's first line
     registry = CollectorRegistry()
-    metrics = Metrics(registry)
     monitor = DriftMonitor(
         feature_names=FEATURE_NAMES,
         segment_keys=SEGMENT_KEYS,
@@ -79,6 +72,43 @@ def create_app(
         min_evaluations=settings.drift_min_evaluations,
     )
     registry.register(monitor)
+    app = FastAPI(
+        title="Credit-card evaluation API",
+        version="1.0.0",
+        description=(
+            "Segments a customer with the model service, applies the eligibility policy and records the decision."
+        ),
+        lifespan=_lifespan(settings, Metrics(registry), monitor, tracer_of(tracer_provider), own_provider),
+        # Metrics are Prometheus (/metrics). FastAPI's native OpenTelemetry opens a server span per request
+        # (continuing the caller's traceparent) only when tracing is on; off, it would still look up the
+        # OTel providers on every request (opentelemetry-api is installed, as a BentoML dependency).
+        telemetry=(
+            {"tracer_provider": tracer_provider, "tracing": True, "metrics": False, "logs": False}
+            if tracer_provider is not None
+            else {"tracing": False, "metrics": False, "logs": False}
+        ),
+        # Every route passes the access rules of evaluation_api/identity/access.py first.
+        dependencies=[Depends(authorize)],
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
+    )
+    install_error_handlers(app)
+    install_error_handler(app)
+    _add_middleware(app, settings, registry)
+    _add_routes(app, settings, registry)
+    return app
+
+
+def _lifespan(
+    settings: Settings,
+    metrics: Metrics,
+    monitor: DriftMonitor,
+    tracer: Tracer | None,
+    own_provider: TracerProvider | None,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Open what the app uses when the server starts, one attribute of app.state per resource (routes
+    get them through evaluation_api.deps), and close it all when the server stops."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -112,28 +142,11 @@ def create_app(
             companions=review_store.automatic_cases(data_keys),
             inline=settings.record_inline,
         )
+        model = ModelClient.from_settings(settings, tracer=tracer)
+        app.state.settings = settings
+        app.state.engine = engine
         app.state.data_keys = data_keys
         app.state.identity = await asyncio.to_thread(Identity.start, settings, engine)
-        model = ModelClient(
-            base_url=str(settings.model_service_url),
-            connect_timeout_s=settings.model_connect_timeout_s,
-            read_timeout_s=settings.model_read_timeout_s,
-            max_connections=settings.model_max_connections,
-            retry_attempts=settings.model_retry_attempts,
-            retry_budget_s=settings.evaluation_deadline_s,
-            retry_ratio=settings.model_retry_ratio,
-            retry_burst=settings.model_retry_burst,
-            breaker_threshold=settings.breaker_threshold,
-            breaker_ttl_s=settings.breaker_ttl_s,
-            batch_max_size=settings.model_batch_max_size,
-            batch_max_in_flight=settings.model_batch_max_in_flight,
-            batch_max_wait_s=settings.model_batch_max_wait_s,
-            transport=model_transport,
-            tracer=tracer,
-        )
-        # One attribute per resource; routes get them through evaluation_api.deps.
-        app.state.engine = engine
-        app.state.settings = settings
         app.state.model_client = model
         app.state.record_writer = writer
         app.state.evaluator = Evaluator(
@@ -161,53 +174,40 @@ def create_app(
             await model.aclose()
             await asyncio.to_thread(writer.close)
             engine.dispose()
-            if own_provider and tracer_provider is not None:
-                await asyncio.to_thread(tracer_provider.shutdown)  # sends the spans still buffered
+            if own_provider is not None:
+                await asyncio.to_thread(own_provider.shutdown)  # sends the spans still buffered
 
-    app = FastAPI(
-        title="Credit-card evaluation API",
-        version="1.0.0",
-        description=(
-            "Segments a customer with the model service, applies the eligibility policy and records the decision."
-        ),
-        lifespan=lifespan,
-        # Metrics are Prometheus (/metrics). FastAPI's native OpenTelemetry opens a server span per request
-        # (continuing the caller's traceparent) only when tracing is on; off, it would still look up the
-        # OTel providers on every request (opentelemetry-api is installed, as a BentoML dependency).
-        telemetry=(
-            {"tracer_provider": tracer_provider, "tracing": True, "metrics": False, "logs": False}
-            if tracer_provider is not None
-            else {"tracing": False, "metrics": False, "logs": False}
-        ),
-        # Every route passes the access rules of evaluation_api/identity/access.py first.
-        dependencies=[Depends(authorize)],
-        docs_url="/docs" if settings.docs_enabled else None,
-        redoc_url="/redoc" if settings.docs_enabled else None,
-        openapi_url="/openapi.json" if settings.docs_enabled else None,
-    )
-    install_error_handlers(app)
-    install_error_handler(app)
+    return lifespan
+
+
+def _add_middleware(app: FastAPI, settings: Settings, registry: CollectorRegistry) -> None:
     # The portfolio upload takes files up to PORTFOLIO_MAX_UPLOAD_BYTES (with room for the candidate
     # policy), unless MAX_BODY_BYTES_BY_PATH names the route itself.
     by_path = {portfolio_runs.router.prefix: portfolio_runs.max_body_bytes(settings), **settings.max_body_bytes_by_path}
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, by_path=by_path)
     app.add_middleware(RequestIdMiddleware)  # outside the body limit: a 413 carries its request id too
-    app.include_router(evaluations.router)
-    app.include_router(figures.router)
-    app.include_router(legacy.router)
-    app.include_router(health.router)
-    app.include_router(auth.router)
-    app.include_router(accounts.router)
-    app.include_router(audit.router)
-    app.include_router(reviews.router)
-    app.include_router(data_subjects.router)
-    app.include_router(portfolio_runs.router)
     # Two request metrics (rate and errors by route, latency), with a bucket at the evaluation deadline:
     # the p99-above-deadline alert (deploy/monitoring/) reads it exactly.
     buckets = sorted({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, settings.evaluation_deadline_s})
     app.add_middleware(
         HttpMetricsMiddleware, registry=registry, buckets=buckets, excluded=("/metrics", "/healthz", "/readyz")
     )
+
+
+def _add_routes(app: FastAPI, settings: Settings, registry: CollectorRegistry) -> None:
+    for domain in (
+        evaluations,
+        figures,
+        legacy,
+        health,
+        auth,
+        accounts,
+        audit,
+        reviews,
+        data_subjects,
+        portfolio_runs,
+    ):
+        app.include_router(domain.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_text() -> Response:
@@ -216,4 +216,3 @@ def create_app(
     if settings.frontend_dir.is_dir():
         # Last: the form at /, after every API route.
         app.mount("/", StaticFiles(directory=settings.frontend_dir, html=True), name="frontend")
-    return app

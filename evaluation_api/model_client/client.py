@@ -7,17 +7,21 @@ circuit breaker.
   a single turn of the loop; under load, the evaluations the loop is already working on join the
   same call. Each call costs both processes far more CPU than a customer in it, so fewer, larger
   calls are what lets the hop keep up (docs/ARCHITECTURE.md, "Where the CPU went").
-- Retries (stamina): on transport errors (connection errors, timeouts) and on 502, 503 and 504,
-  with exponential backoff and jitter, bounded in attempts and in total time (`retry_budget_s`, the
-  evaluation's deadline). They never add load to an overloaded service: a 503's Retry-After is
-  honoured (no retry sooner; if it falls past the time left, the call fails at once and passes the
-  Retry-After on), and a retry budget (evaluation_api/model_client/retry_budget.py) keeps retries to `retry_ratio`
-  of recent calls.
-- Circuit breaker (purgatory): after `breaker_threshold` consecutive failed calls it opens, and every
-  call fails at once (ModelUnavailable, with the time left as Retry-After) until `breaker_ttl_s`
-  has passed; then exactly one trial call goes through, without retries (purgatory itself would let
-  every call through while half-open: the client gates it), and the others fail at once while it is
-  in flight. If the trial succeeds, the circuit closes again; if not, it opens for another TTL.
+- Retries (stamina, the one retry path): on transport errors (connection errors, timeouts) and on
+  502, 503 and 504, with exponential backoff and jitter, bounded in attempts and in total time
+  (`retry_budget_s`, the evaluation's deadline). The first attempt is made before stamina's loop,
+  which is entered only when it fails (with that failure, so stamina decides and waits for every
+  retry): a lone successful call then pays nothing for the retry machinery. Retries never add load
+  to an overloaded service: a 503's Retry-After is honoured (no retry sooner; if it falls past the
+  time left, the call fails at once and passes the Retry-After on), and a retry budget
+  (evaluation_api/model_client/retry_budget.py) keeps retries to `retry_ratio` of recent calls.
+- Circuit breaker (evaluation_api/model_client/breaker.py): after `breaker_threshold` consecutive
+  failed calls it opens, and every call fails at once (ModelUnavailable, with the time left as
+  Retry-After) until `breaker_ttl_s` has passed; then exactly one trial call goes through, without
+  retries, and the others fail at once while it is in flight. If the trial succeeds, the circuit
+  closes again; if not, it opens for another TTL.
+- HTTP: evaluation_api/model_client/http1.py, the same client in production and in the tests (which
+  run a model service stub on a real socket).
 """
 
 from __future__ import annotations
@@ -25,22 +29,20 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import httpx
 import orjson
 import stamina
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from purgatory import AsyncCircuitBreakerFactory
-from purgatory.domain.model import HALF_OPENED, OPENED, Context, OpenedState
 
 from contract import FEATURE_NAMES, Figures
+from evaluation_api.config import Settings
 from evaluation_api.errors import EvaluationError, ModelUnavailable
+from evaluation_api.model_client.breaker import CircuitBreaker, CircuitOpen
 from evaluation_api.model_client.http1 import Answer, Http1Client
 from evaluation_api.model_client.http1 import TransportError as ModelTransportError
 from evaluation_api.model_client.retry_budget import RetryBudget, parse_retry_after
@@ -49,8 +51,7 @@ from evaluation_api.observability.tracing import inject_traceparent, span
 
 logger = logging.getLogger(__name__)
 
-CIRCUIT = "model-service"
-# Backoff between retries (stamina's parameters; the first retry's wait is computed the same way).
+# Backoff between retries (stamina's parameters).
 RETRY_WAIT_INITIAL_S = 0.05
 RETRY_WAIT_MAX_S = 0.5
 RETRY_WAIT_JITTER_S = 0.05
@@ -99,44 +100,6 @@ def _retryable(exc: Exception) -> bool:
     return isinstance(exc, ModelTransportError)
 
 
-class _HttpxHttp:
-    """Http1Client's two methods on an httpx transport instead (create_app's `model_transport`: the
-    tests' MockTransport)."""
-
-    def __init__(
-        self, base_url: str, transport: httpx.AsyncBaseTransport, *, connect_timeout_s: float, read_timeout_s: float
-    ) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            transport=transport,
-            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=connect_timeout_s),
-        )
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout_s: float | None = None,
-    ) -> Answer:
-        try:
-            response = await self._client.request(
-                method,
-                path,
-                content=body,
-                headers=headers,
-                timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
-            )
-        except httpx.TransportError as exc:
-            raise ModelTransportError(type(exc).__name__) from exc
-        return Answer(response.status_code, response.headers, response.content)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-
 class ModelClient:
     def __init__(
         self,
@@ -145,6 +108,8 @@ class ModelClient:
         connect_timeout_s: float = 0.5,
         read_timeout_s: float = 1.5,
         max_connections: int = 32,
+        max_response_bytes: int = 1 << 20,
+        idle_timeout_s: float = 15.0,
         retry_attempts: int = 3,
         retry_budget_s: float = 2.0,
         retry_ratio: float = 0.1,
@@ -154,29 +119,20 @@ class ModelClient:
         batch_max_size: int = 256,
         batch_max_in_flight: int = 4,
         batch_max_wait_s: float = 0.002,
-        transport: httpx.AsyncBaseTransport | None = None,
         tracer: trace.Tracer | None = None,
     ) -> None:
-        self._http: Http1Client | _HttpxHttp = (
-            Http1Client(
-                base_url.rstrip("/"),
-                connect_timeout_s=connect_timeout_s,
-                read_timeout_s=read_timeout_s,
-                max_connections=max_connections,
-            )
-            if transport is None
-            else _HttpxHttp(
-                base_url.rstrip("/"), transport, connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s
-            )
+        self._http = Http1Client(
+            base_url.rstrip("/"),
+            connect_timeout_s=connect_timeout_s,
+            read_timeout_s=read_timeout_s,
+            max_connections=max_connections,
+            max_response_bytes=max_response_bytes,
+            idle_timeout_s=idle_timeout_s,
         )
         self._retry_attempts = retry_attempts
         self._retry_budget_s = retry_budget_s
         self._retries = RetryBudget(ratio=retry_ratio, burst=retry_burst)
-        self._trial_in_flight = False
-        self._breaker_ttl_s = breaker_ttl_s
-        self._breakers = AsyncCircuitBreakerFactory(
-            default_threshold=breaker_threshold, default_ttl=breaker_ttl_s, exclude=[ModelRejected]
-        )
+        self._breaker = CircuitBreaker(threshold=breaker_threshold, ttl_s=breaker_ttl_s)
         self._batch_max_size = batch_max_size
         self._batch_max_in_flight = batch_max_in_flight
         self._tracer = tracer  # None: tracing off
@@ -186,6 +142,27 @@ class ModelClient:
         self._gathering: float | None = None  # when the loop started gathering the next call (monotonic)
         self._gathered = 0  # how many waiters there were at the gathering's last turn
         self._tasks: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, tracer: trace.Tracer | None = None) -> ModelClient:
+        return cls(
+            base_url=str(settings.model_service_url),
+            connect_timeout_s=settings.model_connect_timeout_s,
+            read_timeout_s=settings.model_read_timeout_s,
+            max_connections=settings.model_max_connections,
+            max_response_bytes=settings.model_max_response_bytes,
+            idle_timeout_s=settings.model_idle_timeout_s,
+            retry_attempts=settings.model_retry_attempts,
+            retry_budget_s=settings.evaluation_deadline_s,  # the model phase's deadline bounds its retries
+            retry_ratio=settings.model_retry_ratio,
+            retry_burst=settings.model_retry_burst,
+            breaker_threshold=settings.breaker_threshold,
+            breaker_ttl_s=settings.breaker_ttl_s,
+            batch_max_size=settings.model_batch_max_size,
+            batch_max_in_flight=settings.model_batch_max_in_flight,
+            batch_max_wait_s=settings.model_batch_max_wait_s,
+            tracer=tracer,
+        )
 
     async def aclose(self) -> None:
         for task in list(self._tasks):
@@ -219,9 +196,7 @@ class ModelClient:
 
     def circuit_state(self) -> str:
         """'closed', 'opened' or 'half-opened' (for /readyz and the metrics)."""
-        contexts = getattr(self._breakers.uow.contexts, "breakers", {})
-        context = contexts.get(CIRCUIT)
-        return str(context.state) if context is not None else "closed"
+        return self._breaker.state
 
     def _gather(self) -> None:
         """One turn of the loop while the next call gathers: wait another turn while evaluations keep
@@ -310,18 +285,43 @@ class ModelClient:
 
     async def _post(self, customers: Sequence[Figures], headers: dict[str, str]) -> list[ModelPrediction]:
         body = orjson.dumps({"customers": [{name: c[name] for name in FEATURE_NAMES} for c in customers]})
-        breaker = await self._breakers.get_breaker(CIRCUIT)
-        # No await between this check and entering the breaker: no other call can slip in between.
-        trial = self._is_trial(breaker.context)
-        if trial and self._trial_in_flight:
-            raise ModelUnavailable(retry_after_s=1.0)  # the trial call will tell; until then, fail fast
+        try:
+            trial = self._breaker.admit()
+        except CircuitOpen as exc:
+            raise ModelUnavailable(retry_after_s=exc.retry_after_s) from exc
+        self._retries.record_call()
+        try:
+            answer = await self._attempts(body, headers, attempts=1 if trial else self._retry_attempts)
+        except ModelRejected:
+            self._breaker.succeeded(trial=trial)  # it answered: the service is up, our request is wrong
+            raise
+        except (ModelTransportError, ModelServiceError) as exc:
+            self._breaker.failed(trial=trial)
+            logger.warning("model service unavailable: %s", exc)
+            retry_after = exc.retry_after_s if isinstance(exc, ModelServiceError) else None
+            raise ModelUnavailable(retry_after_s=max(1.0, retry_after or 0.0)) from exc
+        except BaseException:
+            self._breaker.abandoned(trial=trial)
+            raise
+        self._breaker.succeeded(trial=trial)
+        logger.debug("POST %s: %d customers, answered %d", PREDICT_PATH, len(customers), answer.status)
+        version = answer.headers.get("x-model-version", "unknown")
+        items = orjson.loads(answer.content)
+        if not isinstance(items, list) or len(items) != len(customers):
+            raise ModelRejected("model service answered a different number of predictions")
+        return [ModelPrediction(int(i["cluster"]), str(i["segment"]), list(i["distances"]), version) for i in items]
+
+    async def _attempts(self, body: bytes, headers: Mapping[str, str], *, attempts: int) -> Answer:
+        """The answer to one call, after up to `attempts` attempts within the retry budget's time."""
         started = time.monotonic()
-        attempts = 1 if trial else self._retry_attempts
-        made = 0  # attempts made so far
+        try:
+            return await self._attempt(body, headers)
+        except Exception as exc:
+            first_failure: Exception | None = exc
 
         def retry(exc: Exception) -> bool | float:
             """stamina's hook: False to stop, True to back off as usual, or the seconds to wait."""
-            if not _retryable(exc) or made >= attempts:
+            if not _retryable(exc):
                 return False
             retry_after = exc.retry_after_s if isinstance(exc, ModelServiceError) else None
             if retry_after is not None and time.monotonic() - started + retry_after > self._retry_budget_s:
@@ -330,50 +330,23 @@ class ModelClient:
                 return False
             return retry_after if retry_after is not None else True
 
-        self._retries.record_call()
-        self._trial_in_flight |= trial
-        try:
-            async with breaker:
-                # The first attempt goes outside stamina: its retry loop (tenacity's) costs a lone
-                # successful call about a third of the client's CPU (docs/ARCHITECTURE.md). A retry
-                # waits as stamina's first step would (Retry-After, or the initial backoff and its
-                # jitter); the attempts after it are stamina's.
-                made = 1
-                try:
-                    answer = await self._attempt(body, headers)
-                except Exception as exc:
-                    wait = retry(exc)
-                    if wait is False:
-                        raise
-                    if wait is True:
-                        wait = RETRY_WAIT_INITIAL_S + random.uniform(0, RETRY_WAIT_JITTER_S)
-                    logger.warning("model service call failed (%s): retry 1 in %.2f s", exc, wait)
-                    await asyncio.sleep(wait)
-                    async for attempt in stamina.retry_context(
-                        on=retry,
-                        attempts=attempts - 1,
-                        timeout=max(0.001, self._retry_budget_s - (time.monotonic() - started)),
-                        wait_initial=RETRY_WAIT_INITIAL_S * 2,
-                        wait_max=RETRY_WAIT_MAX_S,
-                        wait_jitter=RETRY_WAIT_JITTER_S,
-                    ):
-                        with attempt:
-                            made += 1
-                            answer = await self._attempt(body, headers)
-        except OpenedState as exc:
-            raise ModelUnavailable(retry_after_s=self._retry_after(exc)) from exc
-        except (ModelTransportError, ModelServiceError) as exc:
-            logger.warning("model service unavailable: %s", exc)
-            retry_after = exc.retry_after_s if isinstance(exc, ModelServiceError) else None
-            raise ModelUnavailable(retry_after_s=max(1.0, retry_after or 0.0)) from exc
-        finally:
-            if trial:
-                self._trial_in_flight = False
-        version = answer.headers.get("x-model-version", "unknown")
-        items = orjson.loads(answer.content)
-        if not isinstance(items, list) or len(items) != len(customers):
-            raise ModelRejected("model service answered a different number of predictions")
-        return [ModelPrediction(int(i["cluster"]), str(i["segment"]), list(i["distances"]), version) for i in items]
+        answer: Answer | None = None
+        async for attempt in stamina.retry_context(
+            on=retry,
+            attempts=attempts,
+            timeout=max(0.001, self._retry_budget_s - (time.monotonic() - started)),
+            wait_initial=RETRY_WAIT_INITIAL_S,
+            wait_max=RETRY_WAIT_MAX_S,
+            wait_jitter=RETRY_WAIT_JITTER_S,
+        ):
+            with attempt:
+                if first_failure is not None:
+                    # The attempt made above: stamina judges its failure like any other's.
+                    failure, first_failure = first_failure, None
+                    raise failure
+                answer = await self._attempt(body, headers)
+        assert answer is not None  # stamina re-raises the last failure when it stops retrying
+        return answer
 
     async def _attempt(self, body: bytes, headers: Mapping[str, str]) -> Answer:
         answer = await self._http.request("POST", PREDICT_PATH, body=body, headers=headers)
@@ -382,19 +355,3 @@ class ModelClient:
         if answer.status != 200:
             raise ModelRejected(f"model service refused the request: {answer.status}")
         return answer
-
-    def _is_trial(self, context: Context) -> bool:
-        """Whether a call made now would be the breaker's trial (purgatory moves to half-open on the
-        first call after the TTL, and keeps letting calls through until one of them ends)."""
-        if context.state == HALF_OPENED:
-            return True
-        opened_at = context.opened_at
-        return context.state == OPENED and opened_at is not None and time.time() > opened_at + context.ttl
-
-    def _retry_after(self, exc: OpenedState) -> float:
-        contexts = getattr(self._breakers.uow.contexts, "breakers", {})
-        context = contexts.get(CIRCUIT)
-        opened_at = getattr(context, "opened_at", None)
-        if opened_at is None:
-            return self._breaker_ttl_s
-        return max(0.5, self._breaker_ttl_s - (time.time() - float(opened_at)))

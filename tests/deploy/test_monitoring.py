@@ -170,18 +170,18 @@ def test_metric_names_of_a_query(expr: str, names: set[str]) -> None:
 
 
 def test_every_api_metric_the_queries_read_is_on_the_apis_metrics(tmp_path: Path) -> None:
-    """In process, on the mock model service: one evaluation per segment, one failure, then a scrape."""
+    """In process, on the model service stub: one evaluation per segment, one failure, then a scrape."""
     predict([SEGMENT_CUSTOMERS["least_active"]])  # unpickles the pipeline before the app's deadline runs
-    stub = ModelServiceStub()
-    app = create_app(make_settings(tmp_path, drift_min_evaluations=1), model_transport=stub.transport())
-    with TestClient(app, raise_server_exceptions=False) as client:
-        sign_in_as(client, Role.ANALYST, username="analyst")
-        until(lambda: "evaluation_segment_training_share{" in client.get("/metrics").text, what="drift reference")
-        for customer in SEGMENT_CUSTOMERS.values():
-            assert client.post("/api/v1/evaluations", json=body(**customer)).status_code == 201
-        stub.script.extend([503] * 3)
-        assert client.post("/api/v1/evaluations", json=body()).status_code == 503
-        text = client.get("/metrics").text
+    with ModelServiceStub() as stub:
+        app = create_app(stub.settings(make_settings(tmp_path, drift_min_evaluations=1)))
+        with TestClient(app, raise_server_exceptions=False) as client:
+            sign_in_as(client, Role.ANALYST, username="analyst")
+            until(lambda: "evaluation_segment_training_share{" in client.get("/metrics").text, what="drift reference")
+            for customer in SEGMENT_CUSTOMERS.values():
+                assert client.post("/api/v1/evaluations", json=body(**customer)).status_code == 201
+            stub.script.extend([503] * 3)
+            assert client.post("/api/v1/evaluations", json=body()).status_code == 503
+            text = client.get("/metrics").text
     remove_app_log_handlers()
     missing = {n for n in read_metrics() if not n.startswith("bentoml_")} - exported(text)
     assert not missing, f"read by deploy/monitoring/ but not exported by the API: {missing}"

@@ -1,5 +1,5 @@
-"""Fixtures for the evaluation API: the app in process on a tmp SQLite file, its model service on a
-MockTransport (tests/utils/evaluations.py), and PostgreSQL databases when DATABASE_URL names a server."""
+"""Fixtures for the evaluation API: the app in process on a tmp SQLite file, its model service a stub
+on a real socket (tests/utils/evaluations.py), and PostgreSQL databases when DATABASE_URL names a server."""
 
 from __future__ import annotations
 
@@ -47,8 +47,9 @@ def _pipeline_loaded() -> None:
 
 
 @pytest.fixture
-def stub(_pipeline_loaded: None) -> ModelServiceStub:
-    return ModelServiceStub()
+def stub(_pipeline_loaded: None) -> Iterator[ModelServiceStub]:
+    with ModelServiceStub() as serving:
+        yield serving
 
 
 @pytest.fixture(autouse=True)
@@ -70,7 +71,7 @@ def start_app(tmp_path: Path, stub: ModelServiceStub) -> Iterator[Callable[..., 
 
     @contextmanager
     def start(*, as_role: Role | None = Role.ANALYST, **overrides: Any) -> Iterator[TestClient]:
-        app = create_app(make_settings(tmp_path, **overrides), model_transport=stub.transport())
+        app = create_app(stub.settings(make_settings(tmp_path, **overrides)))
         with TestClient(app, raise_server_exceptions=False) as client:
             if as_role is not None:  # an account of that role, named after it (tests/utils/identity.py)
                 sign_in_as(client, as_role, username=as_role.value)

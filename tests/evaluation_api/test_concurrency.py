@@ -36,9 +36,7 @@ async def test_concurrent_evaluations_are_coalesced_and_each_recorded_once(
     tmp_path: Path, stub: ModelServiceStub
 ) -> None:
     stub.delay_s = 0.05  # a model call takes a moment: evaluations arriving meanwhile queue and go together
-    app = create_app(
-        make_settings(tmp_path, model_batch_max_in_flight=2, model_batch_max_size=8), model_transport=stub.transport()
-    )
+    app = create_app(stub.settings(make_settings(tmp_path, model_batch_max_in_flight=2, model_batch_max_size=8)))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
@@ -82,8 +80,8 @@ async def test_concurrent_evaluations_are_coalesced_and_each_recorded_once(
 
 
 async def test_a_burst_while_the_model_is_down_records_nothing(tmp_path: Path, stub: ModelServiceStub) -> None:
-    stub.default = "connect_error"
-    app = create_app(make_settings(tmp_path), model_transport=stub.transport())
+    stub.default = "read_error"
+    app = create_app(stub.settings(make_settings(tmp_path)))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
@@ -103,7 +101,7 @@ async def test_evaluations_that_arrive_together_share_one_call_even_with_free_sl
     # Every evaluation could have had a call of its own (as many slots as evaluations), yet the event
     # loop's turn gathers those it is already working on into one /predict_batch call.
     n = 20
-    app = create_app(make_settings(tmp_path, model_batch_max_in_flight=n), model_transport=stub.transport())
+    app = create_app(stub.settings(make_settings(tmp_path, model_batch_max_in_flight=n)))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(

@@ -1,4 +1,4 @@
-"""The API in process (TestClient, lifespan run) with the model service on a MockTransport that answers
+"""The API in process (TestClient, lifespan run), its model service a stub on a real socket answering
 with the committed pipeline: the 201 body, the stored record, request ids, /avaliar, health, metrics."""
 
 from __future__ import annotations

@@ -180,10 +180,9 @@ async def test_with_synchronous_full_every_record_goes_through_the_thread(tmp_pa
 
 
 async def test_only_an_evaluation_alone_in_its_process_is_committed_on_the_event_loop(tmp_path: Path) -> None:
-    stub = ModelServiceStub(delay_s=0.05)  # both evaluations are in flight together
-    app = create_app(make_settings(tmp_path), model_transport=stub.transport())
     here = threading.current_thread().name
-    with statements() as seen:
+    with ModelServiceStub(delay_s=0.05) as stub, statements() as seen:  # both evaluations in flight together
+        app = create_app(stub.settings(make_settings(tmp_path)))
         async with (
             app.router.lifespan_context(app),
             httpx.AsyncClient(

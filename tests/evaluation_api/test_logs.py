@@ -54,7 +54,7 @@ def test_no_log_line_carries_the_customers_name_or_figures(
         with sqlite3.connect(db_path) as connection:
             connection.execute("DROP TABLE evaluations")
         assert client.post(URL, json=body(name=NAME, **FIGURES)).status_code == 503
-        stub.default = "connect_error"
+        stub.default = "read_error"
         for _ in range(4):
             assert client.post(URL, json=body(name=NAME, **FIGURES)).status_code == 503
     assert lines, "nothing was logged"
@@ -64,7 +64,7 @@ def test_no_log_line_carries_the_customers_name_or_figures(
 def test_every_line_is_json_with_the_request_id(client: TestClient, stub: ModelServiceStub) -> None:
     with json_log_lines() as lines:
         assert client.post(URL, json=body(), headers={"X-Request-ID": "log-req-1"}).status_code == 201
-        stub.default = "connect_error"
+        stub.default = "read_error"
         assert client.post(URL, json=body(), headers={"X-Request-ID": "log-req-2"}).status_code == 503
     assert lines
     for line in lines:
@@ -77,7 +77,7 @@ def test_every_line_is_json_with_the_request_id(client: TestClient, stub: ModelS
 
 
 def test_a_generated_request_id_is_in_the_log_lines(start_app: Callable[..., Any]) -> None:
-    # At DEBUG the model call logs a line (at INFO a success is quiet).
+    # At DEBUG the model call logs a line (evaluation_api/model_client/client.py; at INFO a success is quiet).
     with start_app(log_level="DEBUG") as client, json_log_lines() as lines:
         response = client.post(URL, json=body())
     assert lines

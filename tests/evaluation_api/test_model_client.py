@@ -1,6 +1,7 @@
 """The model client on its real HTTP stack (aiohttp), against small servers on 127.0.0.1: an answer, a
 refused connection, a peer that never answers, and a 503 with Retry-After. The other model-client
-tests (resilience, overload, concurrency) run on httpx's MockTransport through create_app."""
+tests (resilience, overload, concurrency) run through create_app against the model service stub, on
+the same client and real sockets (tests/utils/evaluations.ModelServiceStub)."""
 
 from __future__ import annotations
 

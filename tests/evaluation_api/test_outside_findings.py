@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import pytest
 
+from evaluation_api.errors import DATABASE_DOWN
+from evaluation_api.identity.roles import Role
 from tests.utils.evaluations import TestClient, body
 
 LIST = "/api/v1/evaluations"
@@ -63,3 +70,27 @@ def test_timestamps_read_back_are_utc_whether_the_database_kept_a_zone_or_not() 
     brasilia = datetime(2026, 12, 5, 7, 0, tzinfo=timezone(timedelta(hours=-3)))
     assert as_utc(brasilia).tzinfo is UTC and as_utc(brasilia) == datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
     assert as_utc(None) is None
+
+
+# Each read route and the table it reads; the role that may read it.
+READS = [
+    (Role.ANALYST, "/api/v1/evaluations", "evaluations"),
+    (Role.ANALYST, "/api/v1/portfolio-runs", "portfolio_runs"),
+    (Role.AUDITOR, "/api/v1/audit", "audit_events"),
+    (Role.REVIEWER, "/api/v1/reviews", "review_cases"),
+]
+
+
+@pytest.mark.parametrize(("role", "path", "table"), READS, ids=[path for _, path, _ in READS])
+def test_a_database_error_in_any_route_is_one_503_with_retry_after_not_a_500(
+    start_app: Callable[..., Any], db_path: Path, role: Role, path: str, table: str
+) -> None:
+    """The routes no longer catch SQLAlchemyError one by one: errors.py turns it into a 503 in one place."""
+    with start_app(as_role=role) as client:
+        assert client.get(path).status_code == 200
+        with sqlite3.connect(db_path) as connection:
+            connection.execute(f"DROP TABLE {table}")
+        response = client.get(path)
+    assert response.status_code == 503, response.text
+    assert response.json() == {"error": "database_unavailable", "message": DATABASE_DOWN}
+    assert int(response.headers["retry-after"]) >= 1

@@ -1,6 +1,6 @@
 """Retries never multiply load on an overloaded model service: its Retry-After is honoured, retries are
 capped to a share of recent calls (a retry budget), and a half-open circuit lets exactly one trial call
-through. The model service is a MockTransport (tests/utils/evaluations.ModelServiceStub)."""
+through. The model service is a stub on a real socket (tests/utils/evaluations.ModelServiceStub)."""
 
 from __future__ import annotations
 
@@ -111,13 +111,13 @@ async def test_a_half_open_circuit_lets_exactly_one_trial_call_through(tmp_path:
         model_batch_max_in_flight=n,
         model_batch_max_size=1,
     )
-    app = create_app(settings, model_transport=stub.transport())
+    app = create_app(stub.settings(settings))
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=analyst_headers(app)) as client,
     ):
-        stub.script.append("connect_error")
+        stub.script.append("read_error")
         assert (await client.post(URL, json=body())).status_code == 503
         model = app.state.evaluator.model
         assert model.circuit_state() == "opened"
@@ -142,7 +142,7 @@ def test_a_failed_trial_reopens_the_circuit_without_retrying(
     start_app: Callable[..., Any], stub: ModelServiceStub
 ) -> None:
     with start_app(breaker_threshold=1) as client:
-        stub.default = "connect_error"
+        stub.default = "read_error"
         assert_unavailable(client.post(URL, json=body()))
         assert circuit(client) == "opened"
         calls = len(stub.calls)

@@ -9,6 +9,8 @@ import csv
 import io
 import random
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -309,3 +311,14 @@ def test_the_upload_route_is_exempt_from_the_general_body_limit(client: TestClie
     assert answer.status_code == 202, answer.text
     too_big = client.post("/api/v1/evaluations", content=b"{" + b" " * len(content) + b"}")
     assert too_big.status_code == 413
+
+
+def test_the_api_side_of_the_queue_imports_nothing_of_the_worker_and_cannot_run_a_task() -> None:
+    """No cycle: the worker owns the task's body (runs.execute_runs_with), the API only enqueues."""
+    code = (
+        "import sys, evaluation_api.portfolio_runs.store as runs\n"
+        "assert not [m for m in sys.modules if m == 'portfolio' or m.startswith('portfolio.')], 'imported'\n"
+        "try:\n    runs.run_portfolio('x')\nexcept RuntimeError as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert "executed by the worker" in done.stdout

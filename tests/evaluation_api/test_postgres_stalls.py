@@ -76,7 +76,7 @@ async def test_a_locked_records_table_is_503_within_the_deadline_then_evaluation
     url = postgres_databases()
     settings = make_settings(tmp_path, database_url=url, **TIMEOUTS)
     bound_s = TIMEOUTS["record_commit_timeout_s"] + MARGIN_S
-    app = create_app(settings, model_transport=stub.transport())
+    app = create_app(stub.settings(settings))
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),

@@ -186,7 +186,7 @@ def test_keys_are_per_account(anonymous: TestClient, db_path: Path) -> None:
 
 
 def test_a_failed_evaluation_frees_its_key_for_the_retry(client: TestClient, stub: ModelServiceStub) -> None:
-    stub.script.extend(["connect_error"] * 10)  # more than the retries: this attempt fails
+    stub.script.extend(["read_error"] * 10)  # more than the retries: this attempt fails
     headers = {"Idempotency-Key": "retry-after-503"}
     failed = client.post(URL, json=body(), headers=headers)
     assert failed.status_code == 503

@@ -196,7 +196,7 @@ async def test_no_half_written_rows_when_some_records_are_refused(
     """The database refuses some records: one at a time, exactly those fail; in a burst, every 201 has its row,
     every 503 none, and no row is missing a column (a group commit is all or nothing, so a refused record
     may take the others of its group with it: they are answered 503 too, never 201 without a row)."""
-    app = create_app(make_settings(tmp_path, database_url=database_url), model_transport=stub.transport())
+    app = create_app(stub.settings(make_settings(tmp_path, database_url=database_url)))
     stub.delay_s = 0.01
     async with app.router.lifespan_context(app):
         refuse_inserts_of(engine)

@@ -1,7 +1,7 @@
 """When the model service or the database fails: retries, the circuit breaker, the deadline, contract
 mismatches, and no decision returned (or recorded) that was not made and committed.
 
-The model service is a MockTransport (tests/utils/evaluations.ModelServiceStub) that counts its calls;
+The model service is a stub on a real socket (tests/utils/evaluations.ModelServiceStub) that counts its calls;
 the breaker's TTL is short (1 s) and waited for by polling. No test asserts a duration."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def circuit(client: TestClient) -> str:
 # --- retries -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("failure", [503, 502, 504, "connect_error", "read_error"])
+@pytest.mark.parametrize("failure", [503, 502, 504, "read_error"])
 def test_a_transient_failure_is_retried_and_the_evaluation_succeeds(
     client: TestClient, stub: ModelServiceStub, db_path: Path, failure: Any
 ) -> None:
@@ -61,7 +61,7 @@ def test_a_transient_failure_is_retried_and_the_evaluation_succeeds(
 
 
 def test_two_failures_then_success_within_the_attempts(client: TestClient, stub: ModelServiceStub) -> None:
-    stub.script.extend([503, "connect_error"])
+    stub.script.extend([503, "read_error"])
     assert client.post(URL, json=body()).status_code == 201
     assert len(stub.calls) == 3
 
@@ -78,7 +78,7 @@ def test_a_500_is_not_retried(client: TestClient, stub: ModelServiceStub, db_pat
 # The breaker's TTL is 1 s (tests/utils/evaluations.make_settings).
 
 
-@pytest.mark.parametrize("failure", ["connect_error", 503])
+@pytest.mark.parametrize("failure", ["read_error", 503])
 def test_the_circuit_opens_fails_fast_and_closes_by_itself(
     client: TestClient, stub: ModelServiceStub, db_path: Path, failure: Any
 ) -> None:
@@ -126,7 +126,7 @@ def test_the_circuit_opens_fails_fast_and_closes_by_itself(
 
 
 def test_a_failed_trial_call_opens_the_circuit_again(client: TestClient, stub: ModelServiceStub) -> None:
-    stub.default = "connect_error"
+    stub.default = "read_error"
     for _ in range(3):
         client.post(URL, json=body())
     assert circuit(client) == "opened"
@@ -159,17 +159,19 @@ def test_successes_reset_the_failure_count(client: TestClient, stub: ModelServic
 SHORT_DEADLINE = {"evaluation_deadline_s": 0.5, "model_connect_timeout_s": 0.2, "model_read_timeout_s": 0.4}
 
 
-@pytest.mark.parametrize("hang", ["hang", "hang_forever"])
+@pytest.mark.parametrize("ended_by", ["read_timeout", "deadline"])
 def test_a_model_service_that_does_not_answer_gets_a_503_within_the_deadline(
-    start_app: Callable[..., Any], stub: ModelServiceStub, db_path: Path, hang: str
+    start_app: Callable[..., Any], stub: ModelServiceStub, db_path: Path, ended_by: str
 ) -> None:
-    stub.default = hang
-    with start_app(**SHORT_DEADLINE) as client:
+    stub.default = "hang"
+    # A read timeout past the deadline (0.5 s): only the evaluation's deadline can end the call.
+    read_timeout = {"model_read_timeout_s": 0.8} if ended_by == "deadline" else {}
+    with start_app(**{**SHORT_DEADLINE, **read_timeout}) as client:
         response = client.post(URL, json=body())
         metrics = client.get("/metrics").text
     assert_unavailable(response)
     timed_out = "O serviço de análise não respondeu a tempo. Tente novamente em alguns segundos."
-    if hang == "hang_forever":
+    if ended_by == "deadline":
         # Only the evaluation's own deadline can end it.
         assert response.json()["message"] == timed_out
         assert response.headers["retry-after"] == "2"

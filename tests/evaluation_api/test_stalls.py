@@ -229,7 +229,7 @@ def test_a_stalled_commit_is_a_503_that_says_the_outcome_is_unknown_and_readyz_r
 
 async def test_past_the_queue_bound_evaluations_are_503_with_retry_after(tmp_path: Path, stub: Any) -> None:
     settings = make_settings(tmp_path, record_queue_max=2, record_inline=False)
-    app = create_app(settings, model_transport=stub.transport())
+    app = create_app(stub.settings(settings))
     transport = httpx.ASGITransport(app=app)
     with writer_gate() as gate:
         async with (

@@ -43,9 +43,7 @@ def traced_app(tmp_path: Path, stub: ModelServiceStub, exporter: InMemorySpanExp
 
     @contextmanager
     def start(**overrides: Any) -> Iterator[TestClient]:
-        app = create_app(
-            make_settings(tmp_path, **overrides), model_transport=stub.transport(), tracer_provider=provider
-        )
+        app = create_app(stub.settings(make_settings(tmp_path, **overrides)), tracer_provider=provider)
         with TestClient(app, raise_server_exceptions=False) as client:
             sign_in_as(client, Role.ANALYST, username="analyst")
             yield client
@@ -129,7 +127,7 @@ def test_coalesced_evaluations_share_one_model_call_linked_to_each(
         assert linked <= predict_spans
 
 
-@pytest.mark.parametrize("model", ["ok", "connect_error"])
+@pytest.mark.parametrize("model", ["ok", "read_error"])
 def test_no_personal_data_in_spans(
     traced_app: Callable[..., Any], stub: ModelServiceStub, exporter: InMemorySpanExporter, model: str
 ) -> None:
@@ -149,7 +147,7 @@ def test_no_personal_data_in_spans(
         texts += [f"{e.name} {dict(e.attributes or {})}" for e in s.events]
         for text in texts:
             assert not any(f in text for f in forbidden), (s.name, text)
-    if model == "connect_error":
+    if model == "read_error":
         call = [s for s in spans if s.name == "POST /predict_batch"][-1]
         assert call.status.status_code == StatusCode.ERROR
 

@@ -1,5 +1,5 @@
 """Factories for the evaluation API's tests: request bodies, customers of each segment, a model service
-on httpx.MockTransport that answers with the committed pipeline, and the JSON log lines of an app.
+stub on a real socket that answers with the committed pipeline, and the JSON log lines of an app.
 
 Nothing here starts a process or opens a connection at import.
 """
@@ -10,6 +10,7 @@ import asyncio
 import io
 import json
 import logging
+import threading
 import time
 import warnings
 from collections import deque
@@ -132,19 +133,23 @@ def metadata(version: str = MODEL_VERSION) -> dict[str, Any]:
     }
 
 
-# What the stub does with one /predict call: "ok"; "connect_error" or "read_error" (raised at once);
-# "hang" (no answer until the client's read timeout, then httpx.ReadTimeout, as a real transport does);
-# "hang_forever" (no answer, whatever the timeout); an HTTP status to answer with (503); or a function
-# of the request returning the response.
+# What the stub does with one /predict call: "ok"; "read_error" (the head of an answer, then the
+# connection closes); "drop" (the connection closes with no byte of answer: on a kept connection the
+# client takes it for one the server closed while idle and sends the request again, once, on a new
+# connection); "hang" (no answer; the client's read timeout ends the attempt); an HTTP status to answer
+# with (503); or a function of the request returning the response.
 Behaviour = str | int | Callable[[httpx.Request], httpx.Response]
 
 
 class ModelServiceStub:
-    """The model service, in process, for `create_app(settings, model_transport=stub.transport())`.
+    """The model service on a real socket (127.0.0.1, a free port), served by its own thread and event
+    loop, so that the API's tests run the production HTTP client (evaluation_api/model_client/http1.py)
+    with its timeouts, connection reuse and failures. Use it as a context manager (the `stub` fixture
+    does); `url` is where it listens, and `settings(...)` points an app's settings at it.
 
     /predict answers with the committed pipeline (and `X-Model-Version`), after `delay_s`. `script`
     holds the behaviours of the next calls, in order; once it is empty every call does `default`.
-    Every /predict request is kept in `calls` (headers and body) even when it fails.
+    Every /predict request is kept in `calls` (as an httpx.Request: headers and body) even when it fails.
     """
 
     def __init__(self, *, version: str = MODEL_VERSION, delay_s: float = 0.0) -> None:
@@ -154,9 +159,48 @@ class ModelServiceStub:
         self.script: deque[Behaviour] = deque()
         self.ready = True
         self.calls: list[httpx.Request] = []
+        self.url = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
 
-    def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self.handle)
+    def __enter__(self) -> ModelServiceStub:
+        started = threading.Event()
+        loop = self._loop = asyncio.new_event_loop()
+
+        def serve() -> None:
+            asyncio.set_event_loop(loop)
+            self._server = loop.run_until_complete(asyncio.start_server(self._connection, "127.0.0.1", 0))
+            self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+            started.set()
+            loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, name="model-service-stub", daemon=True)
+        self._thread.start()
+        if not started.wait(10):
+            raise RuntimeError("the model service stub did not start")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._loop is not None and self._thread is not None and self._server is not None
+        server = self._server
+
+        async def shut_down() -> None:
+            server.close()
+            for task in list(self._connections):
+                task.cancel()
+            await asyncio.gather(*self._connections, return_exceptions=True)
+            await server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(shut_down(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def settings(self, settings: Settings) -> Settings:
+        """`settings` with the model service at this stub."""
+        return settings.model_copy(update={"model_service_url": self.url})
 
     @property
     def request_ids(self) -> list[str]:
@@ -168,41 +212,85 @@ class ModelServiceStub:
         """The customers of each /predict call."""
         return [json.loads(call.content)["customers"] for call in self.calls]
 
-    async def handle(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/readyz":
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            while True:
+                try:
+                    request = await self._read(reader)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return  # the client closed it
+                answer = await self._answer(request)
+                if answer is None:
+                    return  # close without answering
+                writer.write(answer)
+                await writer.drain()
+                if answer.endswith(_CUT_SHORT):
+                    return  # close in the middle of the answer
+        except ConnectionError:
+            return
+        finally:
+            self._connections.discard(task)
+            writer.transport.abort()  # at once, without waiting for the client to read
+
+    async def _read(self, reader: asyncio.StreamReader) -> httpx.Request:
+        head = await reader.readuntil(b"\r\n\r\n")
+        line, *fields = head.decode("latin-1").split("\r\n")
+        method, target, _ = line.split(" ", 2)
+        headers = [(k.strip(), v.strip()) for k, _, v in (f.partition(":") for f in fields if f)]
+        length = next((int(v) for k, v in headers if k.lower() == "content-length"), 0)
+        content = await reader.readexactly(length)
+        return httpx.Request(method, f"{self.url}{target}", headers=headers, content=content)
+
+    async def _answer(self, request: httpx.Request) -> bytes | None:
+        """The bytes to send back, or None to close the connection without a byte."""
+        if request.url.path in ("/readyz", "/metadata"):
             if not self.ready:
-                raise httpx.ConnectError("connection refused", request=request)
-            return httpx.Response(200, text="ok")
-        if request.url.path == "/metadata":
-            if not self.ready:
-                raise httpx.ConnectError("connection refused", request=request)
-            return httpx.Response(200, json=metadata(self.version))
+                return None  # a service that is down does not answer
+            if request.url.path == "/readyz":
+                return _encode(httpx.Response(200, text="ok"))
+            return _encode(httpx.Response(200, json=metadata(self.version)))
         if request.url.path not in ("/predict", "/predict_batch"):  # the same contract, batched or not
-            return httpx.Response(404)
+            return _encode(httpx.Response(404))
         self.calls.append(request)
         behaviour = self.script.popleft() if self.script else self.default
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if behaviour == "ok":
             customers = json.loads(request.content)["customers"]
-            return httpx.Response(200, json=predict(customers), headers={"x-model-version": self.version})
-        if behaviour == "connect_error":
-            raise httpx.ConnectError("connection refused", request=request)
+            return _encode(httpx.Response(200, json=predict(customers), headers={"x-model-version": self.version}))
+        if behaviour == "drop":
+            return None
         if behaviour == "read_error":
-            raise httpx.ReadError("connection reset by peer", request=request)
+            return _CUT_SHORT
         if behaviour == "hang":
-            # MockTransport does not enforce timeouts: wait as long as the client would, then time out.
-            await asyncio.sleep(request.extensions["timeout"]["read"])
-            raise httpx.ReadTimeout("no answer", request=request)
-        if behaviour == "hang_forever":
-            await asyncio.sleep(3600)
+            await asyncio.sleep(3600)  # cancelled when the client gives up and closes, or at the end
         if isinstance(behaviour, int):
-            return httpx.Response(
-                behaviour, json={"error": "stub", "detail": []}, headers={"x-model-version": self.version}
+            return _encode(
+                httpx.Response(
+                    behaviour, json={"error": "stub", "detail": []}, headers={"x-model-version": self.version}
+                )
             )
         if callable(behaviour):
-            return behaviour(request)
+            return _encode(behaviour(request))
         raise AssertionError(f"unknown behaviour {behaviour!r}")
+
+
+# The start of an answer that never ends: the connection closes after it.
+_CUT_SHORT = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n[{"
+
+
+def _encode(response: httpx.Response) -> bytes:
+    """An httpx.Response as HTTP/1.1 bytes, with its exact length (the connection is kept)."""
+    content = response.content
+    lines = [f"HTTP/1.1 {response.status_code} {response.reason_phrase}"]
+    lines += [
+        f"{k}: {v}" for k, v in response.headers.items() if k.lower() not in ("content-length", "transfer-encoding")
+    ]
+    lines.append(f"content-length: {len(content)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + content
 
 
 def until(check: Callable[[], Any], *, timeout_s: float = 15.0, interval_s: float = 0.05, what: str = "") -> Any:
