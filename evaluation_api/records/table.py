@@ -36,6 +36,8 @@ class EvaluationRow(Base):
         Column("distances", JSON, nullable=False),
         Column("decision", String(16), nullable=False),
         Column("reasons", JSON, nullable=False),
+        # decisioning/explanation.py's Explanation as JSON; NULL on records made before it existed.
+        Column("explanation", JSON, nullable=True),
         Column("model_name", String(64), nullable=False),
         Column("model_version", String(64), nullable=False, index=True),
         Column("policy_version", String(32), nullable=False),
@@ -58,6 +60,7 @@ class EvaluationRow(Base):
     distances: Mapped[list[float]]
     decision: Mapped[str]
     reasons: Mapped[list[dict[str, str]]]
+    explanation: Mapped[dict[str, object] | None]
     model_name: Mapped[str]
     model_version: Mapped[str]
     policy_version: Mapped[str]
