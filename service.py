@@ -355,7 +355,8 @@ class CreditCardSegmentation:
 
     @http.get("/metadata")
     def metadata(self) -> dict[str, Any]:
-        """The model's name and version tag, its features in order, its segments and its card."""
+        """The model's name and version tag, its features in order, its segments, its fitted
+        parameters (`geometry`, what the API explains decisions with) and its card."""
         return {
             "model": {"name": MODEL_NAME, "version": self.model.tag.version, "tag": self.tag},
             "features": list(FEATURE_NAMES),
@@ -363,6 +364,7 @@ class CreditCardSegmentation:
                 {"id": s["id"], "key": s["key"], "description": s["description"], "size_share": s["size_share"]}
                 for s in self.card["segments"]
             ],
+            "geometry": self.distances.geometry(),
             "card": self.card,
         }
 

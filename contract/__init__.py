@@ -52,6 +52,7 @@ class Segment:
     id: int  # the model's cluster id, stable across retraining (models/segments.py)
     key: str
     description: str  # pt-BR: shown to analysts and customers
+    label: str  # pt-BR, a few words: how an explanation names the segment in a sentence
 
 
 SEGMENTS: tuple[Segment, ...] = (
@@ -60,20 +61,33 @@ SEGMENTS: tuple[Segment, ...] = (
         "high_limit_revolvers",
         "São clientes que possuem grandes limites totais no cartão, mas não são bons "
         "pagadores, logo, não têm muito limite disponível.",
+        label="limite alto e pagamentos abaixo do saldo",
     ),
-    Segment(1, "cash_advance_users", "Clientes com maior preferência em usar débito e saques ao invés do crédito."),
+    Segment(
+        1,
+        "cash_advance_users",
+        "Clientes com maior preferência em usar débito e saques ao invés do crédito.",
+        label="uso de saques em vez de compras",
+    ),
     Segment(
         2,
         "least_active",
         "São os clientes que menos utilizam os serviços financeiros: saldo e compras baixos "
         "e, em geral, nenhum pagamento no período.",
+        label="pouco uso do cartão",
     ),
-    Segment(3, "credit_purchasers_good_payers", "Utilizam muito o serviço de crédito e são bons pagadores."),
+    Segment(
+        3,
+        "credit_purchasers_good_payers",
+        "Utilizam muito o serviço de crédito e são bons pagadores.",
+        label="compras no crédito e bons pagamentos",
+    ),
     Segment(
         4,
         "low_limit_light_users",
         "Clientes com limite baixo e saldo pequeno, que fazem compras modestas no crédito, "
         "quase não usam saques e pagam mais do que devem.",
+        label="limite baixo e uso moderado",
     ),
 )
 SEGMENTS_BY_KEY: dict[str, Segment] = {s.key: s for s in SEGMENTS}

@@ -104,23 +104,19 @@ def brl(amount: float) -> str:
     return f"{amount:,.2f}".replace(",", "_").replace(".", ",").replace("_", ".")
 
 
-def _fired_rules(rules: HardRules, f: Figures) -> list[tuple[Decision, Reason]]:
+def _fired(rules: HardRules, f: Figures) -> list[ZeroPaymentsRule | RatioRule]:
+    """The hard rules that fire for these figures, in the policy's order."""
     balance, credit_limit, cash_advance = f["balance"], f["credit_limit"], f["cash_advance"]
-    values = {"balance": brl(balance), "credit_limit": brl(credit_limit), "cash_advance": brl(cash_advance)}
-    fired: list[tuple[Decision, Reason]] = []
-    zero = rules.zero_payments_with_balance
-    if f["payments"] == 0 and balance > zero.min_balance:
-        fired.append((zero.decision, Reason(code=zero.code, message=zero.message.format(**values))))
-    far = rules.balance_far_above_limit
+    fired: list[ZeroPaymentsRule | RatioRule] = []
+    if f["payments"] == 0 and balance > rules.zero_payments_with_balance.min_balance:
+        fired.append(rules.zero_payments_with_balance)
     utilization = balance / credit_limit
-    if utilization > far.max_ratio:
-        fired.append((far.decision, Reason(code=far.code, message=far.message.format(**values))))
+    if utilization > rules.balance_far_above_limit.max_ratio:
+        fired.append(rules.balance_far_above_limit)
     elif utilization > rules.high_utilization.max_ratio:  # "far above" already says it
-        high = rules.high_utilization
-        fired.append((high.decision, Reason(code=high.code, message=high.message.format(**values))))
-    cash = rules.cash_advance_above_limit
-    if cash_advance > cash.max_ratio * credit_limit:
-        fired.append((cash.decision, Reason(code=cash.code, message=cash.message.format(**values))))
+        fired.append(rules.high_utilization)
+    if cash_advance > rules.cash_advance_above_limit.max_ratio * credit_limit:
+        fired.append(rules.cash_advance_above_limit)
     return fired
 
 
@@ -129,8 +125,39 @@ def decide(policy: Policy, figures: Figures, segment_key: str) -> Outcome:
     segment = policy.segments[segment_key]
     reasons = [Reason(code=f"SEGMENT_{segment.decision.upper()}", message=segment.message)]
     decision: Decision = segment.decision
-    for rule_decision, reason in _fired_rules(policy.rules, figures):
-        reasons.append(reason)
-        if SEVERITY[rule_decision] > SEVERITY[decision]:
-            decision = rule_decision
+    values = {key: brl(figures[key]) for key in _PLACEHOLDERS}
+    for rule in _fired(policy.rules, figures):
+        reasons.append(Reason(code=rule.code, message=rule.message.format(**values)))
+        if SEVERITY[rule.decision] > SEVERITY[decision]:
+            decision = rule.decision
     return Outcome(decision=decision, reasons=tuple(reasons))
+
+
+def decision_for(policy: Policy, figures: Figures, segment_key: str) -> Decision:
+    """decide()'s decision alone, without building its reasons: what a counterfactual search asks
+    many times per evaluation (decisioning/explanation.py)."""
+    decision: Decision = policy.segments[segment_key].decision
+    for rule in _fired(policy.rules, figures):
+        if SEVERITY[rule.decision] > SEVERITY[decision]:
+            decision = rule.decision
+    return decision
+
+
+def boundaries(rules: HardRules, figures: Figures, feature: str) -> list[float]:
+    """The values of one figure, the others as they are, at which a hard rule starts or stops firing
+    (each rule compares with `>` or `==`, so the rule's side of a boundary starts just past it)."""
+    balance, credit_limit, cash_advance = figures["balance"], figures["credit_limit"], figures["cash_advance"]
+    far, high, cash = rules.balance_far_above_limit, rules.high_utilization, rules.cash_advance_above_limit
+    if feature == "payments":
+        return [0.0]
+    if feature == "balance":
+        return [
+            rules.zero_payments_with_balance.min_balance,
+            far.max_ratio * credit_limit,
+            high.max_ratio * credit_limit,
+        ]
+    if feature == "cash_advance":
+        return [cash.max_ratio * credit_limit]
+    if feature == "credit_limit":
+        return [balance / far.max_ratio, balance / high.max_ratio, cash_advance / cash.max_ratio]
+    return []

@@ -44,6 +44,16 @@ class PipelineDistances:
         # row_norms(Y, squared=True) of scikit-learn: einsum over each centre.
         self.centres_squared: np.ndarray = np.einsum("ij,ij->i", self.centres, self.centres)[None, :]
 
+    def geometry(self) -> dict[str, Any]:
+        """The fitted parameters as JSON (the model service's /metadata): what an explanation of a
+        decision is computed from (decisioning/explanation.py), in the API, without scikit-learn."""
+        return {
+            "transform": "log1p",
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "centres": self.centres.tolist(),
+        }
+
     def __call__(self, features: np.ndarray) -> np.ndarray:
         """Distances, one row per customer, one column per segment (float64)."""
         scaled = np.log1p(np.ascontiguousarray(features, dtype=np.float64))

@@ -187,6 +187,11 @@ def build_card(pipeline: Pipeline, data: TrainingData, *, seed: int, pickle_sha2
             "bins": "training deciles; bin i holds edges[i-1] < x <= edges[i]",
             "features": {f: reference_bins(X[:, i]) for i, f in enumerate(FEATURES)},
         },
+        # What an explanation may propose (decisioning/explanation.py): a counterfactual figure outside
+        # what the model was trained on would be a guess, not the model's answer.
+        "feature_ranges": {
+            f: {"min": float(X[:, i].min()), "max": float(X[:, i].max())} for i, f in enumerate(FEATURES)
+        },
     }
 
 

@@ -171,7 +171,9 @@ def test_get_on_predict_is_405(client: httpx.Client) -> None:
 # --- metadata, health, metrics ----------------------------------------------------------------------
 
 
-def test_metadata(client: httpx.Client, committed_card: dict[str, Any], committed_tag: str) -> None:
+def test_metadata(
+    client: httpx.Client, committed_card: dict[str, Any], committed_tag: str, committed_pipeline: Pipeline
+) -> None:
     response = client.get("/metadata")
 
     assert response.status_code == 200
@@ -186,6 +188,14 @@ def test_metadata(client: httpx.Client, committed_card: dict[str, Any], committe
     assert [s["size_share"] for s in metadata["segments"]] == [s["size_share"] for s in committed_card["segments"]]
     assert all(set(s) == {"id", "key", "description", "size_share"} for s in metadata["segments"])
     assert metadata["card"] == committed_card
+    # The fitted parameters the evaluation API explains decisions with: the pipeline's own.
+    pipeline = committed_pipeline
+    assert metadata["geometry"] == {
+        "transform": "log1p",
+        "mean": pipeline[1].mean_.tolist(),
+        "scale": pipeline[1].scale_.tolist(),
+        "centres": pipeline[-1].cluster_centers_.tolist(),
+    }
     assert json.loads(response.text)["segments"][2]["description"].startswith("São os clientes")  # UTF-8 intact
 
 

@@ -1,0 +1,381 @@
+"""Why a customer got their segment and decision, in their own figures, and the smallest change of one
+figure that would change the decision (a counterfactual), each candidate evaluated on the model and
+the policy before it is proposed.
+
+    explain(geometry, policy, figures, segment_id, decision) -> Explanation | None
+
+Pure Python, no numpy: the API runs it on every evaluation, and it is five figures and five segments.
+
+The model is log1p -> StandardScaler -> KMeans: z_f = (log1p(x_f) - mean_f) / scale_f, and the segment
+is the nearest centre. Against the runner-up r (the second-nearest centre), the assigned segment a
+wins by d_r² - d_a² = Σ_f [(z_f - r_f)² - (z_f - a_f)²], exactly: each figure's term is how much it
+pulls the customer toward a rather than r (positive) or away from it (negative). The factors are the
+figures with the largest positive terms, at most four, and their weight is their share of the sum of
+the positive terms.
+
+The counterfactual. Along one figure, the others as they are, each squared distance is K_j + (z - c_j)²
+(K_j from the other figures), so the nearest centre changes only where two of them cross, at most four
+times each way (the lower envelope, walked below). The hard rules change only at their own thresholds
+(policy.boundaries). Between two such points the decision is constant, so the nearest value with
+another decision is the first cent past one of them. Each candidate is evaluated (the segment from the
+geometry, the decision by the policy); the smallest change, measured in the model's own scaled units
+|Δz|, wins, and is evaluated once more (every distance, then the policy) before it is proposed. Values outside what the
+model was trained on (the card's feature_ranges) are never proposed. A customer already approved gets
+the nearest change that would make the decision stricter; any other, the nearest change to a milder one.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contract import FEATURE_NAMES, FEATURES, SEGMENTS, Decision, Figures
+from decisioning.policy import SEVERITY, Policy, boundaries, brl, decision_for
+
+MAX_FACTORS = 4
+MIN_WEIGHT = 0.01
+# How a decision reads at the end of "a decisão seria ...".
+DECISION_WORDS: dict[str, str] = {"approved": "aprovada", "review": "encaminhada para análise", "denied": "negada"}
+NO_COUNTERFACTUAL = (
+    "Nenhuma mudança de um único valor, dentro dos valores observados nos dados de treino do modelo, mudaria a decisão."
+)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Factor(_Frozen):
+    """A figure that pulls the customer toward the assigned segment rather than the runner-up."""
+
+    feature: str = Field(description="The figure's field name (contract), e.g. cash_advance")
+    value: float = Field(description="The customer's value of it (R$)")
+    segment_typical: float = Field(description="The assigned segment's centre in this figure (R$): its typical value")
+    runner_up_typical: float = Field(description="The runner-up segment's centre in this figure (R$)")
+    weight: float = Field(
+        ge=0,
+        le=1,
+        description="Its share of the pull toward the assigned segment (the factors' weights sum to at most 1)",
+    )
+    message: str = Field(description="pt-BR, with the customer's value")
+
+
+class Counterfactual(_Frozen):
+    """The smallest change of one figure that changes the decision, evaluated on the model and the policy."""
+
+    feature: str = Field(description="The figure to change (contract field name)")
+    value: float = Field(description="The customer's value today (R$)")
+    changed_to: float = Field(description="The value with which the decision would be `decision` (R$, to the cent)")
+    segment: str = Field(description="The segment the customer would have then (key)")
+    decision: Decision = Field(description="The decision the customer would get then")
+    message: str = Field(description="pt-BR")
+
+
+class Explanation(_Frozen):
+    """Why this decision, from the model's own parameters (exact, not sampled)."""
+
+    model_version: str = Field(description="The model version whose parameters explain it")
+    segment: str = Field(description="The assigned segment (key)")
+    runner_up: str = Field(description="The second-nearest segment (key): what the factors are measured against")
+    factors: list[Factor] = Field(description="At most four, the strongest first")
+    counterfactual: Counterfactual | None = Field(
+        description="None when no single figure, within the training data's range, changes the decision"
+    )
+    summary: str = Field(
+        description="pt-BR: the counterfactual's message, or that no single change alters the decision"
+    )
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A fitted log1p -> StandardScaler -> KMeans model's parameters, and the range of each figure in its
+    training data. Segment ids index `centres` (contract.SEGMENTS)."""
+
+    model_version: str
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    centres: tuple[tuple[float, ...], ...]
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any]) -> Geometry:
+        """From the model service's GET /metadata (service.py). Raises ValueError, saying what is missing,
+        for a model this cannot explain."""
+        try:
+            version = str(metadata["model"]["version"])
+            if list(metadata["features"]) != list(FEATURE_NAMES):
+                raise ValueError(f"features {metadata['features']} are not the contract's {list(FEATURE_NAMES)}")
+            keys = [(int(s["id"]), str(s["key"])) for s in metadata["segments"]]
+            if keys != [(s.id, s.key) for s in SEGMENTS]:
+                raise ValueError(f"segments {keys} are not the contract's")
+            geometry = metadata["geometry"]
+            if geometry.get("transform") != "log1p":
+                raise ValueError(f"transform {geometry.get('transform')!r} is not log1p")
+            ranges = metadata["card"]["feature_ranges"]
+            made = cls(
+                model_version=version,
+                mean=tuple(float(v) for v in geometry["mean"]),
+                scale=tuple(float(v) for v in geometry["scale"]),
+                centres=tuple(tuple(float(v) for v in row) for row in geometry["centres"]),
+                lower=tuple(float(ranges[f]["min"]) for f in FEATURE_NAMES),
+                upper=tuple(float(ranges[f]["max"]) for f in FEATURE_NAMES),
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"the model's metadata has no usable geometry: missing {exc}") from None
+        n = len(FEATURE_NAMES)
+        numbers = (*made.mean, *made.scale, *made.lower, *made.upper, *(v for row in made.centres for v in row))
+        if (
+            len(made.mean) != n
+            or len(made.scale) != n
+            or len(made.centres) != len(SEGMENTS)
+            or any(len(row) != n for row in made.centres)
+            or not all(math.isfinite(v) for v in numbers)
+            or any(s <= 0 for s in made.scale)
+            or any(lo < 0 or lo > hi for lo, hi in zip(made.lower, made.upper, strict=True))
+        ):
+            raise ValueError("the model's geometry is not five finite figures by five segments with positive scales")
+        return made
+
+    def scaled(self, figures: Figures) -> list[float]:
+        return [
+            (math.log1p(figures[name]) - m) / s for name, m, s in zip(FEATURE_NAMES, self.mean, self.scale, strict=True)
+        ]
+
+    def squared_distances(self, z: list[float]) -> list[float]:
+        # List comprehensions, not generators: this runs a few times per evaluation, on the event loop.
+        return [sum([(zf - cf) * (zf - cf) for zf, cf in zip(z, centre)]) for centre in self.centres]
+
+    def segment_of(self, figures: Figures) -> int:
+        distances = self.squared_distances(self.scaled(figures))
+        return distances.index(min(distances))
+
+    @functools.cached_property
+    def columns(self) -> list[list[float]]:
+        """Each figure's coordinate of every centre: columns[i][j] is centre j's in figure i."""
+        return [[centre[i] for centre in self.centres] for i in range(len(self.mean))]
+
+    @functools.cached_property
+    def z_bounds(self) -> list[tuple[float, float]]:
+        """The training data's range of each figure, in the model's scaled units."""
+        return [
+            ((math.log1p(lo) - m) / s, (math.log1p(hi) - m) / s)
+            for lo, hi, m, s in zip(self.lower, self.upper, self.mean, self.scale, strict=True)
+        ]
+
+    @functools.cached_property
+    def typicals(self) -> list[list[float]]:
+        """Each segment's centre in each figure, in R$ to the cent (the model's inverse transform)."""
+        return [
+            [round(math.expm1(c * s + m), 2) for c, s, m in zip(centre, self.scale, self.mean, strict=True)]
+            for centre in self.centres
+        ]
+
+
+def explain(
+    geometry: Geometry, policy: Policy, figures: Figures, segment_id: int, decision: Decision
+) -> dict[str, Any] | None:
+    """The explanation of a decision made by `policy` on this model's `segment_id`, JSON-ready in the
+    shape of `Explanation` (the record stores it as it is; the API validates it into the model). None
+    when the geometry does not place the customer in that segment (another model's parameters)."""
+    z = geometry.scaled(figures)
+    squared = geometry.squared_distances(z)
+    # Ties aside, the nearest centre must be the model's segment; otherwise these are not its parameters.
+    if squared[segment_id] > min(squared) * (1 + 1e-9) + 1e-12:
+        return None
+    runner_up = min((j for j in range(len(squared)) if j != segment_id), key=squared.__getitem__)
+    a, r = geometry.centres[segment_id], geometry.centres[runner_up]
+    pulls = [(zf - rf) ** 2 - (zf - af) ** 2 for zf, af, rf in zip(z, a, r, strict=True)]
+    total = sum(p for p in pulls if p > 0)
+    # The principal factors: a figure whose share of the pull is under MIN_WEIGHT explains nothing.
+    toward = sorted((i for i, p in enumerate(pulls) if p >= MIN_WEIGHT * total), key=lambda i: -pulls[i])
+    factors = [_factor(geometry, figures, i, segment_id, runner_up, pulls[i] / total) for i in toward[:MAX_FACTORS]]
+    counterfactual = _counterfactual(geometry, policy, figures, z, squared, segment_id, decision)
+    return {
+        "model_version": geometry.model_version,
+        "segment": SEGMENTS[segment_id].key,
+        "runner_up": SEGMENTS[runner_up].key,
+        "factors": factors,
+        "counterfactual": counterfactual,
+        "summary": counterfactual["message"] if counterfactual is not None else NO_COUNTERFACTUAL,
+    }
+
+
+def _factor(
+    geometry: Geometry, figures: Figures, i: int, segment_id: int, runner_up: int, weight: float
+) -> dict[str, Any]:
+    feature = FEATURES[i]
+    value = figures[feature.name]
+    typical, other = geometry.typicals[segment_id][i], geometry.typicals[runner_up][i]
+    message = (
+        f"{feature.label} de R$ {brl(value)}: mais próximo do típico do perfil «{SEGMENTS[segment_id].label}» "
+        f"(R$ {brl(typical)}) do que do perfil «{SEGMENTS[runner_up].label}» (R$ {brl(other)})."
+    )
+    return {
+        "feature": feature.name,
+        "value": value,
+        "segment_typical": typical,
+        "runner_up_typical": other,
+        "weight": round(weight, 4),
+        "message": message,
+    }
+
+
+@dataclass(slots=True)
+class _Line:
+    """One figure moved one way (sign +1 up, -1 down), the others as they are; positions along it are
+    distances t >= 0 in the model's scaled units."""
+
+    i: int
+    sign: int
+    segment: int  # the nearest centre from `at` on
+    crossing: float  # the next t where another centre becomes the nearest
+    following: int  # that centre
+    rules: list[tuple[float, float]]  # (t, the threshold itself) of the hard rules ahead, nearest first
+    limit: float  # the training data's range ends here
+
+    def nearest(self) -> float:
+        return min(self.crossing, self.rules[0][0]) if self.rules else self.crossing
+
+
+def _counterfactual(
+    geometry: Geometry,
+    policy: Policy,
+    figures: Figures,
+    z: list[float],
+    squared: list[float],
+    segment_id: int,
+    decision: Decision,
+) -> dict[str, Any] | None:
+    milder = decision != "approved"  # what is wanted: a milder decision, or (approved) a stricter one
+    wanted: set[str] = (
+        {d for d, severity in SEVERITY.items() if severity < SEVERITY[decision]}
+        if milder
+        else {d for d in SEVERITY if d != "approved"}
+    )
+    # Best first: each line offers its nearest point where the nearest centre changes (a crossing) or a
+    # hard rule may start or stop firing; the nearest point of all is tried first, so the first wanted
+    # decision found is the smallest change.
+    heap: list[tuple[float, int, _Line]] = []
+    for i, name in enumerate(FEATURE_NAMES):
+        mean, scale, zi = geometry.mean[i], geometry.scale[i], z[i]
+        lo, hi = geometry.lower[i], geometry.upper[i]
+        rule_points = [
+            ((math.log1p(b) - mean) / scale - zi, b) for b in boundaries(policy.rules, figures, name) if lo <= b <= hi
+        ]
+        z_lo, z_hi = geometry.z_bounds[i]
+        up, down = _first_crossings(geometry.columns[i], squared, segment_id)
+        for sign, (crossing, following) in ((1, up), (-1, down)):
+            line = _Line(
+                i=i,
+                sign=sign,
+                segment=segment_id,
+                crossing=crossing,
+                following=following,
+                # The threshold is kept as the rule states it, not recomputed from t.
+                rules=sorted((t * sign, b) for t, b in rule_points if t * sign >= 0),
+                limit=z_hi - zi if sign > 0 else zi - z_lo,
+            )
+            if line.nearest() <= line.limit:
+                heap.append((line.nearest(), len(heap), line))
+    heapq.heapify(heap)
+    while heap:
+        _, n, line = heapq.heappop(heap)
+        i, sign = line.i, line.sign
+        name, x = FEATURE_NAMES[i], figures[FEATURE_NAMES[i]]
+        at_rule = bool(line.rules) and line.rules[0][0] <= line.crossing
+        values: tuple[float, ...]
+        if at_rule:
+            # A rule compares with `>` or `==`: its threshold itself may be on the other side, or only the next cent.
+            point = line.rules[0][1]
+            first = math.ceil(point * 100) / 100 if sign > 0 else math.floor(point * 100) / 100
+            values, there = (first, first + 0.01 * sign), line.segment
+        else:
+            point = math.expm1((z[i] + sign * line.crossing) * geometry.scale[i] + geometry.mean[i])
+            values = (math.floor(point * 100) / 100 + 0.01 if sign > 0 else math.ceil(point * 100) / 100 - 0.01,)
+            there = line.following
+        for raw in values:
+            value = round(raw, 2)
+            if not (geometry.lower[i] <= value <= geometry.upper[i]) or (value <= x if sign > 0 else value >= x):
+                continue
+            if value <= 0 and FEATURES[i].positive:  # a credit limit of zero is not a figure (contract)
+                continue
+            # The rules only make a decision stricter: a segment whose own decision is stricter than wanted
+            # cannot give a milder one (the common case, settled without building the figures).
+            if milder and policy.segments[SEGMENTS[there].key].decision not in wanted:
+                continue
+            changed = {**figures, name: value}
+            if decision_for(policy, changed, SEGMENTS[there].key) not in wanted:
+                continue
+            # Evaluated once more, the way an evaluation is: every distance, then the policy.
+            verified = geometry.segment_of(changed)
+            outcome = decision_for(policy, changed, SEGMENTS[verified].key)
+            if outcome in wanted:
+                return _counterfactual_of(FEATURES[i], x, value, segment_id, verified, outcome)
+        if at_rule:
+            line.rules.pop(0)
+        else:
+            line.segment = line.following
+            line.crossing, line.following = _crossing(geometry.columns[i], squared, line.segment, line.crossing, sign)
+        if line.nearest() <= line.limit:
+            heapq.heappush(heap, (line.nearest(), n, line))
+    return None
+
+
+def _first_crossings(
+    column: list[float], squared: list[float], current: int
+) -> tuple[tuple[float, int], tuple[float, int]]:
+    """_crossing from t = 0 both ways at once (up, down): every centre lies ahead one way or the other."""
+    up, down = (math.inf, current), (math.inf, current)
+    c_cur, d_cur = column[current], squared[current]
+    for k, c_k in enumerate(column):
+        gap = c_k - c_cur
+        if gap > 0:
+            t = (squared[k] - d_cur) / (2 * gap)
+            if 0 <= t < up[0]:
+                up = (t, k)
+        elif gap < 0:
+            t = (squared[k] - d_cur) / (-2 * gap)
+            if 0 <= t < down[0]:
+                down = (t, k)
+    return up, down
+
+
+def _crossing(column: list[float], squared: list[float], current: int, at: float, sign: int) -> tuple[float, int]:
+    """The nearest t >= at where another centre becomes the nearest, and which. Along a line the squared
+    distances differ by linear functions: d_k(t) - d_cur(t) = (d_k(0) - d_cur(0)) - 2t·sign·(c_k - c_cur),
+    so only a centre lying ahead (sign·(c_k - c_cur) > 0) can overtake, once."""
+    best, best_k = math.inf, current
+    c_cur, d_cur = column[current], squared[current]
+    for k, c_k in enumerate(column):
+        slope = (c_k - c_cur) * sign
+        if slope > 0:
+            t = (squared[k] - d_cur) / (2 * slope)
+            if at <= t < best:
+                best, best_k = t, k
+    return best, best_k
+
+
+def _counterfactual_of(
+    feature: Any, value: float, changed_to: float, segment_id: int, new_segment_id: int, decision: Decision
+) -> dict[str, Any]:
+    message = (
+        f"Com {feature.label.lower()} de R$ {brl(changed_to)} (hoje R$ {brl(value)}), "
+        f"a decisão seria {DECISION_WORDS[decision]}."
+    )
+    if new_segment_id != segment_id:
+        message += f" O perfil passaria a ser «{SEGMENTS[new_segment_id].label}»."
+    return {
+        "feature": feature.name,
+        "value": value,
+        "changed_to": changed_to,
+        "segment": SEGMENTS[new_segment_id].key,
+        "decision": decision,
+        "message": message,
+    }
