@@ -30,6 +30,8 @@ GOAL_E2E_VS_MONOLITH = 1.2  # end to end /avaliar at 64 clients, at least 1.2x t
 GOAL_MODEL_VS_MONOLITH = 1.5  # the model service's /predict at 64 single-customer clients
 GOAL_ONE_CLIENT_P50_MS = 2.0  # end to end, one client, p50 below this
 GOAL_BULK = 500_000  # customers per second through the batch path
+GOAL_EXPLAINED_THROUGHPUT = 0.9  # 64 clients with explanations, at least 0.9x the same system without
+GOAL_EXPLANATION_MS = 0.2  # what explaining adds to a lone evaluation's p50, at most
 
 ROLE_NAMES = {
     "monolith": "monolith",
@@ -38,10 +40,11 @@ ROLE_NAMES = {
     "load_generator": "load tool",
 }
 # The three systems `make bench` alternates, then the model service's variants (one round each).
-HEADLINE_KEYS = ("monolith", "end_to_end", "model_service")
+HEADLINE_KEYS = ("monolith", "end_to_end", "end_to_end_unexplained", "model_service")
 ORDER = [
     "monolith",
     "end_to_end",
+    "end_to_end_unexplained",
     "model_service",
     "model_service_batching_on_1w",
     "model_service_batching_on_2w",
@@ -51,6 +54,7 @@ ORDER = [
 LABELS = {
     "monolith": "monolith (before)",
     "end_to_end": "evaluation API → model service (make run)",
+    "end_to_end_unexplained": "the same, decisions not explained (EXPLAIN_DECISIONS=false)",
     "model_service": "model service (default configuration)",
     "model_service_batching_on_1w": "model service, batching, 1 worker",
     "model_service_batching_on_2w": "model service, batching, 2 workers",
@@ -62,6 +66,7 @@ LABELS = {
 SHORT = {
     "monolith": "monolith",
     "end_to_end": "API →\nmodel service\n(make run)",
+    "end_to_end_unexplained": "the same,\nnot explained",
     "model_service": "model service\n(default)",
     "model_service_batching_on_1w": "model service\nbatching\n1 worker",
     "model_service_batching_on_2w": "model service\nbatching\n2 workers",
@@ -226,6 +231,9 @@ def goals(results: dict[str, Any]) -> dict[str, Any]:
             "met": _median(p50s) < GOAL_ONE_CLIENT_P50_MS,
             "every_round": all(x < GOAL_ONE_CLIENT_P50_MS for x in p50s),
         }
+    explained = _explanation_cost(results, top)
+    if explained:
+        out["explanation_cost"] = explained
     cpu: dict[str, Any] = {}
     for key in HEADLINE_KEYS:
         rounds = _rounds(results, key, top)
@@ -242,6 +250,25 @@ def goals(results: dict[str, Any]) -> dict[str, Any]:
             "met": headline["customers_per_s"] >= GOAL_BULK,
         }
     return out
+
+
+def _explanation_cost(results: dict[str, Any], top: int) -> dict[str, Any] | None:
+    """What explaining each decision costs: the same system with and without it, in the same rounds."""
+    pairs = _ratios(results, "end_to_end", "end_to_end_unexplained", top)
+    lone = _ratios(results, "end_to_end", "end_to_end_unexplained", 1)
+    if not pairs or not lone:
+        return None
+    ratios = [e["throughput_rps"] / u["throughput_rps"] if u["throughput_rps"] else 0.0 for _, e, u in pairs]
+    added = [e["latency_ms"]["p50"] - u["latency_ms"]["p50"] for _, e, u in lone]
+    return {
+        "throughput_ratio": _summary(ratios),
+        "goal_ratio": GOAL_EXPLAINED_THROUGHPUT,
+        "one_client_p50_added_ms": _summary(added, 3),
+        "goal_added_ms": GOAL_EXPLANATION_MS,
+        "met": _median(ratios) >= GOAL_EXPLAINED_THROUGHPUT and _median(added) < GOAL_EXPLANATION_MS,
+        "every_round": all(r >= GOAL_EXPLAINED_THROUGHPUT for r in ratios)
+        and all(a < GOAL_EXPLANATION_MS for a in added),
+    }
 
 
 def _bulk_headline(results: dict[str, Any]) -> dict[str, Any] | None:
@@ -327,6 +354,14 @@ def markdown(results: dict[str, Any], *, images: str = "") -> str:
         e = g["one_client_p50"]
         lines.append(
             f"| one client, end to end: p50 < {e['goal_ms']:g} ms | {_range(e['p50_ms'], ' ms')} "
+            f"| {_yes(e['met'])} | {_yes(e['every_round'])} |"
+        )
+    if "explanation_cost" in g:
+        e = g["explanation_cost"]
+        lines.append(
+            f"| explaining every decision: {g['clients']}-client throughput ≥ {e['goal_ratio']}× the same system "
+            f"without it, and a lone evaluation's p50 less than {e['goal_added_ms']:g} ms slower "
+            f"| {_range(e['throughput_ratio'])}; p50 {_range(e['one_client_p50_added_ms'], ' ms', 3)} "
             f"| {_yes(e['met'])} | {_yes(e['every_round'])} |"
         )
     if "bulk" in g:
@@ -653,6 +688,7 @@ def _statuses(by_status: dict[str, int]) -> str:
 COLORS = {
     "monolith": "#7f7f7f",
     "end_to_end": "#1f77b4",
+    "end_to_end_unexplained": "#aec7e8",
     "model_service": "#2ca02c",
     "model_service_batching_on_1w": "#17becf",
     "model_service_batching_on_2w": "#98df8a",

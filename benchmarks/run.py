@@ -170,6 +170,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             if e2e:
                 starts["end_to_end"] = lambda: systems.make_run(log_dir=work, db_path=work / "e2e.db")
+                # The same system, decisions not explained: what the explanations cost, in the same rounds.
+                starts["end_to_end_unexplained"] = lambda: systems.make_run(
+                    log_dir=work, db_path=work / "e2e-unexplained.db", EXPLAIN_DECISIONS="false"
+                )
             else:
                 results["skipped"]["end_to_end"] = "evaluation_api/main.py not found"
             keys = [k for k in report.HEADLINE_KEYS if k in starts]

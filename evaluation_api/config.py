@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     breaker_threshold: int = Field(3, ge=1)
     breaker_ttl_s: float = Field(5.0, gt=0, le=300)
     database_pool_size: int = Field(5, ge=1)
+    # Each decision's explanation (its figures' pull, the smallest change that alters it), in the answer
+    # and the record. Off only to measure what it costs (make bench) or where another system explains.
+    explain_decisions: bool = True
+    # Deadlines a statement of a decision gives the customer, in calendar days: the answer to a request
+    # for human review (the law sets none; the issuer's own term), and to a request for the main
+    # elements and criteria of the analysis (Lei 12.414/2011 art. 5: 10 days).
+    review_due_days: int = Field(15, ge=1, le=90)
+    information_due_days: int = Field(10, ge=1, le=10)
     # Monitoring (/metrics): input drift (PSI), segment and decision mix over the newest evaluations.
     drift_window_size: int = Field(5000, ge=100, le=1_000_000)
     # PSI over fewer evaluations than this is mostly noise: not exported until the window has them.

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
+from evaluation_api.config import Settings
 from evaluation_api.evaluations.flow import Evaluator
 from evaluation_api.identity.access import Identity
 from evaluation_api.model_client.client import ModelClient
@@ -47,6 +48,11 @@ async def get_data_keys(request: Request) -> DataKeys:
     return keys
 
 
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
 async def get_request_id() -> str:
     return request_id_var.get()
 
@@ -58,3 +64,4 @@ ModelClientDep = Annotated[ModelClient, Depends(get_model_client)]
 IdentityDep = Annotated[Identity, Depends(get_identity)]
 RecordWriterDep = Annotated[RecordWriter, Depends(get_record_writer)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

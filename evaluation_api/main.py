@@ -10,12 +10,14 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI, Response
 from fastapi.staticfiles import StaticFiles
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.concurrency import run_in_threadpool
 
 from contract import DECISIONS, FEATURE_NAMES, SEGMENT_KEYS
 from decisioning.policy import load_policy
@@ -27,6 +29,7 @@ from evaluation_api.errors import install_error_handlers
 from evaluation_api.evaluations import figure_routes as figures
 from evaluation_api.evaluations import legacy_routes as legacy
 from evaluation_api.evaluations import routes as evaluations
+from evaluation_api.evaluations.explainer import Explainer
 from evaluation_api.evaluations.flow import Evaluator
 from evaluation_api.identity import account_routes as accounts
 from evaluation_api.identity import auth_routes as auth
@@ -48,6 +51,8 @@ from evaluation_api.privacy.encryption import load_data_keys
 from evaluation_api.records.writer import RecordWriter
 from evaluation_api.reviews import routes as reviews
 from evaluation_api.reviews import store as review_store
+from evaluation_api.reviews.clock import ReviewClock
+from evaluation_api.statements import routes as statements
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +144,7 @@ def _lifespan(
             engine,
             queue_max=settings.record_queue_max,
             commit_timeout_s=settings.record_commit_timeout_s,
-            companions=review_store.automatic_cases(data_keys),
+            companions=review_store.automatic_cases(data_keys, settings.review_due_days),
             inline=settings.record_inline,
         )
         model = ModelClient.from_settings(settings, tracer=tracer)
@@ -149,6 +154,7 @@ def _lifespan(
         app.state.identity = await asyncio.to_thread(Identity.start, settings, engine)
         app.state.model_client = model
         app.state.record_writer = writer
+        explainer = Explainer(policy) if settings.explain_decisions else None
         app.state.evaluator = Evaluator(
             model=model,
             policy=policy,
@@ -156,10 +162,20 @@ def _lifespan(
             keys=data_keys,
             metrics=metrics,
             deadline_s=settings.evaluation_deadline_s,
+            explainer=explainer,
             monitor=monitor,
             tracer=tracer,
         )
-        monitor.start(model.metadata)
+
+        async def metadata() -> dict[str, Any]:
+            # One fetch of /metadata for both of its readers: the drift reference and the explanations'
+            # model parameters (the monitor fetches again when another model version answers).
+            answer = await model.metadata()
+            if explainer is not None:
+                explainer.learn(answer)
+            return answer
+
+        monitor.start(metadata)
         # What is loaded by now lives as long as the process: keep it out of the collector's scans,
         # whose full passes otherwise show as latency spikes under load.
         gc.freeze()
@@ -206,12 +222,16 @@ def _add_routes(app: FastAPI, settings: Settings, registry: CollectorRegistry) -
         reviews,
         data_subjects,
         portfolio_runs,
+        statements,
     ):
         app.include_router(domain.router)
 
+    registry.register(ReviewClock(app))
+
     @app.get("/metrics", include_in_schema=False)
     async def metrics_text() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        # Off the event loop: the review clocks count open cases in the database at scrape time.
+        return Response(await run_in_threadpool(generate_latest, registry), media_type=CONTENT_TYPE_LATEST)
 
     if settings.frontend_dir.is_dir():
         # Last: the form at /, after every API route.

@@ -349,6 +349,26 @@
       }),
     );
 
+    // The explanation (null while the service has not learnt the model's parameters): the figures
+    // that weighed most, and the smallest change of one figure that would change the decision.
+    const explanation = body.explanation;
+    const explained = result.querySelector('[data-testid="explanation"]');
+    explained.hidden = !explanation;
+    result.querySelector('[data-testid="factors"]').replaceChildren(
+      ...(explanation && Array.isArray(explanation.factors) ? explanation.factors : []).map((factor) => {
+        const li = document.createElement("li");
+        li.textContent = factor.message || "";
+        li.dataset.feature = factor.feature || "";
+        return li;
+      }),
+    );
+    result.querySelector('[data-testid="counterfactual"]').textContent = explanation ? explanation.summary || "" : "";
+
+    // Denied and review decisions come with a statement for the customer (frontend/statement.js).
+    const statementActions = result.querySelector('[data-testid="statement-actions"]');
+    statementActions.hidden = !(body.id && (body.decision === "denied" || body.decision === "review"));
+    document.getElementById("open-statement").onclick = () => window.Statement.open(body.id, "evaluate");
+
     result.querySelector('[data-testid="evaluation-id"]').textContent = body.id || "";
     result.querySelector('[data-testid="model-version"]').textContent = (body.model && body.model.version) || "";
     result.querySelector('[data-testid="policy-version"]').textContent = body.policy_version || "";

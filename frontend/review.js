@@ -13,7 +13,8 @@
   const DECISIONS = { approved: "Aprovado", review: "Em análise", denied: "Negado" };
   const FINAL = { approved: "Aprovado", denied: "Negado" };
   const TRIGGERS = { automatic: "Automática (decisão em análise)", requested: "Pedido de revisão" };
-  const ACTIONS = { opened: "Caso aberto", decided: "Decisão registrada" };
+  const ACTIONS = { opened: "Caso aberto", decided: "Decisão registrada", answered: "Resposta registrada" };
+  const KINDS = { review: "Revisão", information: "Pedido de informação" };
   // Short pt-BR names of the segments, for the chart's labels (the descriptions are long).
   const SEGMENT_NAMES = {
     high_limit_revolvers: "Limite alto, pouco disponível",
@@ -131,6 +132,19 @@
     return response;
   }
 
+  /** The legal clock in words: days left until the due date (negative: overdue). */
+  function dueText(days) {
+    const n = Number(days);
+    if (!Number.isFinite(n)) return "";
+    if (n < 0) return `Atrasado há ${-n} ${n === -1 ? "dia" : "dias"}`;
+    if (n === 0) return "Vence hoje";
+    return `${n} ${n === 1 ? "dia restante" : "dias restantes"}`;
+  }
+
+  function dueState(days) {
+    return days < 0 ? "overdue" : days <= 3 ? "soon" : "ok";
+  }
+
   // ------------------------------------------------------------------ the queue
 
   async function openQueue() {
@@ -153,7 +167,7 @@
     $("queue-empty").hidden = items.length !== 0;
     const total = Number(page.total) || 0;
     $("queue-count").textContent =
-      total === 0 ? "" : `${total} ${total === 1 ? "caso aberto" : "casos abertos"}, os mais antigos primeiro.`;
+      total === 0 ? "" : `${total} ${total === 1 ? "caso aberto" : "casos abertos"}, os de prazo mais curto primeiro.`;
     $("queue-previous").hidden = offset === 0;
     $("queue-next").hidden = offset + items.length >= total;
   }
@@ -165,7 +179,14 @@
     const ageCell = cell(age(item.age_s));
     ageCell.title = when(item.opened_at);
     ageCell.dataset.testid = "queue-age";
+    const dueCell = cell(dueText(item.days_left));
+    dueCell.title = `Prazo: ${when(item.due_at)}`;
+    dueCell.dataset.testid = "queue-due";
+    dueCell.dataset.due = dueState(item.days_left);
+    tr.dataset.kind = item.kind || "review";
     tr.append(
+      dueCell,
+      cell(KINDS[item.kind] || item.kind || ""),
       ageCell,
       cell(DECISIONS[item.automated_decision] || item.automated_decision || ""),
       cell(SEGMENT_NAMES[item.segment] || item.segment || ""),
@@ -309,12 +330,25 @@
 
   function renderDecision(reviewCase) {
     const closed = reviewCase.status === "closed";
+    const information = reviewCase.kind === "information";
     const canDecide = roles.includes("reviewer") && !closed;
-    $("case-status").textContent = closed
-      ? `Decidido: ${FINAL[reviewCase.final_decision] || reviewCase.final_decision} (por ${reviewCase.reviewer})`
-      : "Aguardando decisão";
+    $("case-title").textContent = information ? "Pedido de informação" : "Caso de revisão";
+    if (closed) {
+      $("case-status").textContent = information
+        ? `Respondido (por ${reviewCase.reviewer})`
+        : `Decidido: ${FINAL[reviewCase.final_decision] || reviewCase.final_decision} (por ${reviewCase.reviewer})`;
+    } else {
+      $("case-status").textContent = information ? "Aguardando resposta" : "Aguardando decisão";
+    }
     $("case-status").dataset.status = reviewCase.status;
-    $("decision-form").hidden = !canDecide;
+    const due = $("case-due");
+    due.textContent = closed ? "" : `Prazo: ${when(reviewCase.due_at)} — ${dueText(reviewCase.days_left)}`;
+    due.dataset.due = closed ? "" : dueState(reviewCase.days_left);
+    $("decision-form").hidden = !canDecide || information;
+    $("answer-form").hidden = !canDecide || !information;
+    $("answer-form").reset();
+    show($("error-answer"), "");
+    show($("answer-message"), "");
     $("decision-form").reset();
     clearErrors();
     show($("decision-message"), "");
@@ -395,6 +429,44 @@
             ? text409
             : (answer && answer.message) || `Não foi possível registrar a decisão (erro ${response.status}).`,
         );
+      }
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  // ------------------------------------------------------------------ an information request's answer
+
+  $("answer-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const text = $("answer-text").value.trim();
+    if (text.length < MIN_JUSTIFICATION) {
+      show($("error-answer"), `A resposta precisa ter pelo menos ${MIN_JUSTIFICATION} caracteres.`);
+      $("answer-text").setAttribute("aria-invalid", "true");
+      $("answer-text").focus();
+      return;
+    }
+    show($("error-answer"), "");
+    $("answer-text").setAttribute("aria-invalid", "false");
+    const button = $("answer-submit");
+    button.disabled = true;
+    const message = $("answer-message");
+    try {
+      const response = await call(`${QUEUE_URL}/${encodeURIComponent(currentCase.id)}/answer`, message, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify({ answer: text }),
+      });
+      if (!response) return;
+      const answer = await response.json().catch(() => null);
+      if (response.ok && answer) {
+        currentCase = answer;
+        renderHistory(answer);
+        renderDecision(answer);
+        show($("answer-message"), "Resposta registrada.");
+        $("case-status").focus();
+      } else {
+        show(message, (answer && answer.message) || `Não foi possível registrar a resposta (erro ${response.status}).`);
       }
     } finally {
       button.disabled = false;

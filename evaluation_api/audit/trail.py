@@ -36,10 +36,14 @@ ACTIONS = (
     "review.list",
     "review.read",
     "review.decide",
+    "information.request",
+    "information.answer",
     "data_subject.export",
     "anonymize",
     "portfolio_run.create",
     "portfolio_run.download",
+    # A statement of a decision given to the customer (evaluation_api/statements/).
+    "statement.issue",
 )
 
 

@@ -19,6 +19,7 @@ from evaluation_api.errors import (
     ModelUnavailable,
     RecordUnconfirmed,
 )
+from evaluation_api.evaluations.explainer import Explainer
 from evaluation_api.evaluations.schemas import (
     EvaluationCreate,
     EvaluationPublic,
@@ -45,6 +46,7 @@ class Evaluator:
     keys: DataKeys
     metrics: Metrics
     deadline_s: float
+    explainer: Explainer | None = None  # None: decisions are not explained (a test's choice)
     monitor: DriftMonitor | None = None
     tracer: trace.Tracer | None = None  # None: tracing off
     # Evaluations of this process between their start and their answer: at 1, the record may be
@@ -105,6 +107,11 @@ class Evaluator:
             )
 
         outcome = decide(self.policy, figures, segment.key)
+        explanation = (
+            self.explainer.explain(figures, segment.id, outcome.decision, prediction.model_version)
+            if self.explainer is not None
+            else None
+        )
         now = datetime.now(UTC)
         evaluation_id = str(random_uuid())
         reasons = [r.model_dump() for r in outcome.reasons]
@@ -121,6 +128,7 @@ class Evaluator:
             "distances": prediction.distances,
             "decision": outcome.decision,
             "reasons": reasons,
+            "explanation": explanation,
             "model_name": MODEL_NAME,
             "model_version": prediction.model_version,
             "policy_version": self.policy.version,
@@ -148,6 +156,7 @@ class Evaluator:
             decision=outcome.decision,
             segment=SegmentPublic(id=segment.id, key=segment.key, description=segment.description),
             reasons=list(outcome.reasons),
+            explanation=explanation,
             model=ModelRef(name=MODEL_NAME, version=prediction.model_version),
             policy_version=self.policy.version,
             evaluated_at=now,

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from pydantic_core import PydanticCustomError
 
 from contract import FEATURE_NAMES, FEATURES, MAX_AMOUNT, Decision, Feature
+from decisioning.explanation import Explanation
 from decisioning.policy import Reason
 
 __all__ = [
@@ -148,6 +149,14 @@ class EvaluationPublic(BaseModel):
     decision: Decision
     segment: SegmentPublic
     reasons: list[Reason]
+    explanation: Explanation | None = Field(
+        None,
+        description=(
+            "Which of the customer's figures put them in this segment rather than the next nearest, and the "
+            "smallest change of one figure that would change the decision (docs/API.md). Null on records made "
+            "before explanations existed, and while the API has not yet learnt the answering model's parameters"
+        ),
+    )
     model: ModelRef
     policy_version: str
     evaluated_at: datetime
@@ -164,8 +173,8 @@ class RecordInput(CustomerFigures):
 class ReviewHistoryEntry(BaseModel):
     at: datetime
     actor: str
-    action: Literal["opened", "decided"]
-    note: str = Field(description="Why the case was opened, or the reviewer's justification")
+    action: Literal["opened", "decided", "answered"]
+    note: str = Field(description="Why the case was opened, the reviewer's justification, or the answer given")
     decision: Literal["approved", "denied"] | None = None
 
 
@@ -175,10 +184,18 @@ class ReviewCaseBase(BaseModel):
     id: str
     evaluation_id: str
     status: Literal["open", "closed"]
+    kind: Literal["review", "information"] = Field(
+        description="review: the decision looked at again by a person; information: a request for the main "
+        "elements and criteria of the analysis (Lei 12.414/2011 art. 5)"
+    )
     trigger: Literal["automatic", "requested"]
     reason: str = Field(description="Why the case was opened")
     opened_by: str
     opened_at: datetime
+    due_at: datetime = Field(
+        description="When the answer is due (REVIEW_DUE_DAYS or INFORMATION_DUE_DAYS after opening)"
+    )
+    days_left: int = Field(description="Calendar days until due_at, today in Brasília: 0 due today, negative overdue")
 
 
 class ReviewPublic(ReviewCaseBase):
@@ -186,7 +203,9 @@ class ReviewPublic(ReviewCaseBase):
 
     final_decision: Literal["approved", "denied"] | None
     reviewer: str | None
-    justification: str | None
+    justification: str | None = Field(
+        description="The reviewer's justification, or the answer to an information request"
+    )
     decided_at: datetime | None
     history: list[ReviewHistoryEntry]
 

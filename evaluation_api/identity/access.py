@@ -56,13 +56,19 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/avaliar"): frozenset({Role.ANALYST, Role.SYSTEM}),
     ("GET", "/api/v1/evaluations"): _READERS,
     ("GET", "/api/v1/evaluations/{evaluation_id}"): _READERS,
+    # The statement of a denied or review decision, for the customer: issued by whoever may read the
+    # record (the analyst who made it, the DPO answering the customer, reviewers, auditors).
+    ("GET", "/api/v1/evaluations/{evaluation_id}/statement"): _READERS,
+    ("GET", "/api/v1/evaluations/{evaluation_id}/statement.pdf"): _READERS,
     # Human review of automated decisions (LGPD art. 20): requested by the analyst who made the
     # evaluation or by the DPO for the customer (per record: routes/reviews.py); the queue for reviewers
     # and auditors; decided by reviewers only (never on their own evaluations: four eyes).
     ("POST", "/api/v1/evaluations/{evaluation_id}/review-requests"): frozenset({Role.ANALYST, Role.DPO}),
+    ("POST", "/api/v1/evaluations/{evaluation_id}/information-requests"): frozenset({Role.ANALYST, Role.DPO}),
     ("GET", "/api/v1/reviews"): frozenset({Role.REVIEWER, Role.AUDITOR}),
     ("GET", "/api/v1/reviews/{case_id}"): frozenset({Role.REVIEWER, Role.AUDITOR}),
     ("POST", "/api/v1/reviews/{case_id}/decision"): frozenset({Role.REVIEWER}),
+    ("POST", "/api/v1/reviews/{case_id}/answer"): frozenset({Role.REVIEWER}),
     # Data-subject requests (LGPD art. 18): the data-protection officer.
     ("GET", "/api/v1/data-subjects/{customer_id}"): frozenset({Role.DPO}),
     ("POST", "/api/v1/data-subjects/{customer_id}/anonymize"): frozenset({Role.DPO}),

@@ -8,7 +8,7 @@ never 403: its existence is not revealed), and the attempt is recorded as a `den
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
@@ -19,8 +19,17 @@ from evaluation_api.identity.roles import Principal
 from evaluation_api.records.table import EvaluationRow
 
 
-def read_for(engine: Engine, evaluation_id: str, principal: Principal, context: audit.Context) -> EvaluationRow | None:
-    """The record if `principal` may read it, else None; the read (or its refusal) is an audit event."""
+def read_for(
+    engine: Engine,
+    evaluation_id: str,
+    principal: Principal,
+    context: audit.Context,
+    *,
+    action: str = "evaluation.read",
+    details: dict[str, Any] | None = None,
+) -> EvaluationRow | None:
+    """The record if `principal` may read it, else None; the read (or its refusal) is an audit event,
+    `action` (a statement's issue is one: evaluation_api/statements/)."""
     with engine.begin() as connection:
         found = connection.execute(select(EvaluationRow).where(EvaluationRow.id == evaluation_id)).first()
         if found is None:
@@ -31,10 +40,11 @@ def read_for(engine: Engine, evaluation_id: str, principal: Principal, context: 
             connection,
             audit.event(
                 context,
-                "evaluation.read",
+                action,
                 target_type="evaluation",
                 target_id=evaluation_id,
                 outcome="success" if allowed else "denied",
+                details=details,
             ),
         )
     return row if allowed else None

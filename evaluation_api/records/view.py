@@ -55,6 +55,7 @@ def record_public(row: EvaluationRow, keys: DataKeys, cases: Sequence[reviews.Ca
                 "description": segment.description if segment else "",
             },
             "reasons": row.reasons,
+            "explanation": row.explanation,
             "model": {"name": row.model_name, "version": row.model_version},
             "policy_version": row.policy_version,
             "evaluated_at": as_utc(row.evaluated_at),

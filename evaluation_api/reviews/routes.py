@@ -1,9 +1,11 @@
 """Human review of automated decisions (LGPD art. 20): review requests, the queue, the decision.
 
-POST /api/v1/evaluations/{id}/review-requests   the analyst who made it, or the DPO for the customer
-GET  /api/v1/reviews?status=open                 the queue, oldest first (reviewer, auditor)
-GET  /api/v1/reviews/{id}                        one case with its evaluation (reviewer, auditor)
-POST /api/v1/reviews/{id}/decision               the reviewer's decision and justification (reviewer)
+POST /api/v1/evaluations/{id}/review-requests       the analyst who made it, or the DPO for the customer
+POST /api/v1/evaluations/{id}/information-requests  the same people: the main elements of the analysis
+GET  /api/v1/reviews?status=open                     the queue, soonest due first (reviewer, auditor)
+GET  /api/v1/reviews/{id}                            one case with its evaluation (reviewer, auditor)
+POST /api/v1/reviews/{id}/decision                   a review's decision and justification (reviewer)
+POST /api/v1/reviews/{id}/answer                     an information request's answer (reviewer)
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from contract import SEGMENTS
 from evaluation_api.audit import trail as audit
-from evaluation_api.deps import DataKeysDep, EngineDep
+from evaluation_api.deps import DataKeysDep, EngineDep, SettingsDep
 from evaluation_api.errors import EvaluationError, InvalidInput, NotFound
 from evaluation_api.evaluations.schemas import ErrorBody, EvaluationRecord, ReviewCaseBase, ReviewPublic, SegmentPublic
 from evaluation_api.identity.access import PrincipalDep, audit_context
@@ -80,6 +82,13 @@ class ReviewDecisionCreate(BaseModel):
     )
 
 
+class InformationAnswerCreate(BaseModel):
+    answer: Justification = Field(
+        description=f"What the customer was told (at least {reviews.MIN_JUSTIFICATION} characters), e.g. that the "
+        "statement of the decision was sent, and by which channel"
+    )
+
+
 class ReviewQueueItem(ReviewCaseBase):
     age_s: int = Field(description="Seconds since the case was opened")
     automated_decision: str
@@ -135,9 +144,46 @@ async def request_review(
     principal: PrincipalDep,
     engine: EngineDep,
     keys: DataKeysDep,
+    settings: SettingsDep,
     evaluation_id: str = Path(max_length=36),
 ) -> ReviewPublic:
-    """Ask for a person to review an automated decision (LGPD art. 20). One open case per evaluation."""
+    """Ask for a person to review an automated decision (LGPD art. 20), due in REVIEW_DUE_DAYS calendar
+    days. One open review per evaluation."""
+    return await _open(request, principal, engine, keys, evaluation_id, body.reason, "review", settings.review_due_days)
+
+
+@router.post(
+    "/api/v1/evaluations/{evaluation_id}/information-requests",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ReviewPublic,
+    responses=ERRORS,
+)
+async def request_information(
+    body: ReviewRequestCreate,
+    request: Request,
+    principal: PrincipalDep,
+    engine: EngineDep,
+    keys: DataKeysDep,
+    settings: SettingsDep,
+    evaluation_id: str = Path(max_length=36),
+) -> ReviewPublic:
+    """The customer asks for the main elements and criteria of the analysis (Lei 12.414/2011 art. 5),
+    due in INFORMATION_DUE_DAYS calendar days (10). One open request per evaluation."""
+    return await _open(
+        request, principal, engine, keys, evaluation_id, body.reason, "information", settings.information_due_days
+    )
+
+
+async def _open(
+    request: Request,
+    principal: Principal,
+    engine: Engine,
+    keys: DataKeys,
+    evaluation_id: str,
+    reason: str,
+    kind: reviews.Kind,
+    due_in_days: int,
+) -> ReviewPublic:
     try:
         found = await run_in_threadpool(_evaluation_of, engine, evaluation_id)
         if found is None or not _may_request(principal, found[1]):
@@ -148,8 +194,10 @@ async def request_review(
             keys,
             audit_context(request, principal),
             evaluation_id=evaluation_id,
-            reason=body.reason,
+            reason=reason,
             now=datetime.now(UTC),
+            due_in_days=due_in_days,
+            kind=kind,
         )
     except reviews.CaseAlreadyOpen as exc:
         raise ReviewConflict(exc) from None
@@ -202,7 +250,8 @@ async def list_reviews(
     limit: int = Query(50, ge=1, le=200),
     offset: int = Query(0, ge=0),
 ) -> ReviewQueuePage:
-    """Review cases, oldest first, with their age: the reviewers' queue."""
+    """Review cases and information requests, the soonest due first, with their age and days left:
+    the reviewers' queue."""
     return await run_in_threadpool(
         _queue, engine, keys, audit_context(request, principal), status=status, limit=limit, offset=offset
     )
@@ -272,10 +321,39 @@ async def decide_review(
         )
     except reviews.FourEyes as exc:
         raise FourEyesRefused(exc.message) from None
-    except reviews.CaseClosed as exc:
+    except (reviews.CaseClosed, reviews.WrongKind) as exc:
         raise ReviewConflict(exc) from None
     except reviews.InvalidJustification as exc:  # the body's own rule already refuses these
         raise InvalidInput([{"field": "justification", "rule": "min_length", "message": exc.message}]) from None
+    if case is None:
+        raise CaseNotFound()
+    return review_public(case)
+
+
+@router.post("/api/v1/reviews/{case_id}/answer", response_model=ReviewPublic, responses=ERRORS)
+async def answer_information_request(
+    body: InformationAnswerCreate,
+    request: Request,
+    principal: PrincipalDep,
+    engine: EngineDep,
+    keys: DataKeysDep,
+    case_id: str = Path(max_length=36),
+) -> ReviewPublic:
+    """Close an information request with what the customer was told. A review case is 409 `wrong_kind`."""
+    try:
+        case = await run_in_threadpool(
+            review_store.record_answer,
+            engine,
+            keys,
+            audit_context(request, principal),
+            case_id=case_id,
+            text=body.answer,
+            now=datetime.now(UTC),
+        )
+    except (reviews.CaseClosed, reviews.WrongKind) as exc:
+        raise ReviewConflict(exc) from None
+    except reviews.InvalidJustification as exc:  # the body's own rule already refuses these
+        raise InvalidInput([{"field": "answer", "rule": "min_length", "message": exc.message}]) from None
     if case is None:
         raise CaseNotFound()
     return review_public(case)

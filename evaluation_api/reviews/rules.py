@@ -1,7 +1,13 @@
 """Review cases (LGPD art. 20): the human review of an automated decision, as pure rules, no I/O.
 
-    open_case(...)            -> Case (status "open")
+    open_case(...)            -> Case (status "open", with its due date)
     decide(case, ...)         -> Case (status "closed"), or ReviewRefused
+    answer(case, ...)         -> Case (status "closed"): an information request answered
+
+Two kinds of case, each with a legal clock: a review (the decision looked at again by a person, within
+the issuer's term, REVIEW_DUE_DAYS) and an information request (the main elements and criteria of the
+analysis, Lei 12.414/2011 art. 5: within INFORMATION_DUE_DAYS, 10 calendar days). Days are counted in
+Brasília's calendar: a case due today has 0 days left, an overdue one a negative number.
 
 A case is opened for every `review` decision when its record is written, and on request for any
 other decision. It is closed by one reviewer's decision, with a justification, and never reopened:
@@ -13,13 +19,18 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Literal
 
 CaseStatus = Literal["open", "closed"]
 FinalDecision = Literal["approved", "denied"]
 Trigger = Literal["automatic", "requested"]
-Action = Literal["opened", "decided"]
+Kind = Literal["review", "information"]
+Action = Literal["opened", "decided", "answered"]
+
+# Brasília time, the calendar legal terms are counted in: Brazil has had no daylight saving time since
+# 2019, so a fixed offset is exact and needs no time-zone database in the image.
+BRASILIA = timezone(timedelta(hours=-3), "BRT")
 
 MIN_JUSTIFICATION = 20
 MAX_TEXT = 2000
@@ -52,6 +63,12 @@ class FourEyes(ReviewRefused):
 
 class InvalidJustification(ReviewRefused):
     code = "invalid_justification"
+
+
+class WrongKind(ReviewRefused):
+    """A review decided as if it were an information request, or the other way round."""
+
+    code = "wrong_kind"
 
 
 @dataclass(frozen=True)
@@ -91,6 +108,8 @@ class Case:
     opened_by: str
     opened_at: datetime
     history: tuple[HistoryEntry, ...]
+    due_at: datetime
+    kind: Kind = "review"
     final_decision: FinalDecision | None = None
     reviewer: str | None = None
     decided_at: datetime | None = None
@@ -102,8 +121,18 @@ class Case:
 
     @property
     def justification(self) -> str | None:
-        decided = [entry for entry in self.history if entry.action == "decided"]
-        return decided[-1].note if decided else None
+        """The reviewer's justification, or the answer to an information request."""
+        closing = [entry for entry in self.history if entry.action in ("decided", "answered")]
+        return closing[-1].note if closing else None
+
+    @property
+    def days_left(self) -> int:
+        """Calendar days until the due date, today (in Brasília); negative once overdue."""
+        return days_left(self.due_at, datetime.now(UTC))
+
+
+def days_left(due_at: datetime, now: datetime) -> int:
+    return (due_at.astimezone(BRASILIA).date() - now.astimezone(BRASILIA).date()).days
 
 
 def justification_problem(text: str) -> str | None:
@@ -117,8 +146,17 @@ def justification_problem(text: str) -> str | None:
 
 
 def open_case(
-    *, evaluation_id: str, trigger: Trigger, actor: str, reason: str, now: datetime, case_id: str | None = None
+    *,
+    evaluation_id: str,
+    trigger: Trigger,
+    actor: str,
+    reason: str,
+    now: datetime,
+    due_in_days: int,
+    kind: Kind = "review",
+    case_id: str | None = None,
 ) -> Case:
+    """A new case, due `due_in_days` calendar days from `now`."""
     return Case(
         id=case_id or str(uuid.uuid4()),
         evaluation_id=evaluation_id,
@@ -127,6 +165,8 @@ def open_case(
         opened_by=actor,
         opened_at=now,
         history=(HistoryEntry(at=now, actor=actor, action="opened", note=reason.strip()),),
+        due_at=now + timedelta(days=due_in_days),
+        kind=kind,
     )
 
 
@@ -141,6 +181,8 @@ def decide(
 ) -> Case:
     """Close the case with the reviewer's decision. Refused: a closed case, the evaluation's own
     creator as reviewer, or a justification shorter than MIN_JUSTIFICATION characters."""
+    if case.kind != "review":
+        raise WrongKind("Este é um pedido de informação: ele é respondido, não decidido.")
     if case.status != "open":
         raise CaseClosed("Este caso já foi decidido; uma nova decisão exige um novo pedido de revisão.")
     if evaluation_creator is not None and reviewer == evaluation_creator:
@@ -157,3 +199,17 @@ def decide(
         decided_at=now,
         history=(*case.history, entry),
     )
+
+
+def answer(case: Case, *, actor: str, text: str, now: datetime) -> Case:
+    """Close an information request with the answer given to the customer (at least
+    MIN_JUSTIFICATION characters). Refused: a review case, or a closed one."""
+    if case.kind != "information":
+        raise WrongKind("Este é um caso de revisão: ele é decidido, não respondido.")
+    if case.status != "open":
+        raise CaseClosed("Este pedido de informação já foi respondido.")
+    problem = justification_problem(text)
+    if problem is not None:
+        raise InvalidJustification(problem.replace("justificativa", "resposta"))
+    entry = HistoryEntry(at=now, actor=actor, action="answered", note=text.strip())
+    return replace(case, status="closed", reviewer=actor, decided_at=now, history=(*case.history, entry))

@@ -102,7 +102,7 @@ def test_the_rules_pass_their_promtool_tests() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_rules_cover_drift_approvals_model_down_5xx_and_latency() -> None:
+def test_the_rules_cover_drift_approvals_model_down_5xx_latency_and_overdue_cases() -> None:
     alerts = {rule["alert"]: rule for rule in rules() if "alert" in rule}
     assert set(alerts) == {
         "InputDriftHigh",
@@ -110,6 +110,7 @@ def test_the_rules_cover_drift_approvals_model_down_5xx_and_latency() -> None:
         "ModelServiceDown",
         "EvaluationApi5xxRateHigh",
         "EvaluationLatencyAboveDeadline",
+        "ReviewCaseOverdue",
     }
     assert alerts["InputDriftHigh"]["expr"].strip() == "evaluation_input_psi > 0.25"
     assert alerts["InputDriftHigh"]["for"] == "1h"
@@ -136,6 +137,7 @@ def test_the_dashboard_has_a_panel_for_each_series() -> None:
         "http_request_duration_seconds_bucket",
         "up",
         "bentoml_service_request_total",
+        "review_cases_open",
     ):
         assert name in read, name
     for p in panels:

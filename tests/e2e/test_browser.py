@@ -166,6 +166,13 @@ def test_form_evaluates_a_customer_and_shows_the_decision(
     assert stored["model"]["version"] == metadata["model"]["version"]
     assert stored["input"]["balance"] == SENT["balance"]
     assert [r["message"] for r in stored["reasons"]] == reasons.all_inner_texts()
+    # The explanation in the customer's own figures, as recorded: the factors and what would change it.
+    assert stored["explanation"] is not None
+    expect(page.get_by_test_id("explanation")).to_be_visible()
+    factors = page.get_by_test_id("factors").locator("li")
+    assert factors.all_inner_texts() == [f["message"] for f in stored["explanation"]["factors"]]
+    assert any("R$" in text for text in factors.all_inner_texts())
+    expect(page.get_by_test_id("counterfactual")).to_have_text(stored["explanation"]["summary"])
 
     # The inputs are still there (nothing resets the form but the user).
     assert typed_values(page) == TYPED

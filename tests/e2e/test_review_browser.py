@@ -1,12 +1,16 @@
 """Human review in the browser, with two people signed in at once (two browser contexts): an analyst
 whose evaluation goes to review, and a reviewer who finds it in the `Fila de revisão`, opens the case
-(figures, segment, reasons, the distances chart, the history) and decides it with a justification.
-Then the analyst sees the final status. Real model service and evaluation API on free ports."""
+(figures, segment, reasons, the distances chart, the history, the days left) and decides it with a
+justification; the analyst opens the statement of the decision for the customer and downloads its PDF,
+and an overdue case comes first in the queue, marked. Then the analyst sees the final status. Real model
+service and evaluation API on free ports."""
 
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -44,6 +48,7 @@ def review_api(
     ).start(timeout=EVALUATION_API_START_S)
     try:
         _wait_until_ready(server, timeout=EVALUATION_API_START_S)
+        server.db_path = db  # type: ignore[attr-defined]  # the test moves a case's due date in it
         cli_create_account(database_url, "analista.ana", "analyst")
         cli_create_account(database_url, "revisora.rita", "reviewer")
         yield server
@@ -87,6 +92,35 @@ def test_an_analysts_evaluation_goes_to_review_and_a_reviewer_decides_it(
         evaluation_id = analyst.get_by_test_id("evaluation-id").inner_text()
         analyst.screenshot(path=str(screenshots / "review-1-analyst-decision.png"), full_page=True)
 
+        # The statement of the decision, for the customer: its reasons, what would change it, the data, the deadline.
+        analyst.get_by_test_id("open-statement").click()
+        statement = analyst.get_by_test_id("statement-page")
+        expect(statement.get_by_test_id("statement-body")).to_be_visible(timeout=WAIT_MS)
+        expect(statement.get_by_test_id("statement-id")).to_have_text(evaluation_id)
+        expect(statement.get_by_test_id("statement-customer")).to_have_text("Cliente Em Revisão")
+        expect(statement.get_by_test_id("statement-decision")).to_contain_text("Em análise")
+        expect(statement.get_by_test_id("statement-reasons").locator("li")).not_to_have_count(0)
+        expect(statement.get_by_test_id("statement-data")).to_contain_text("R$ 4.975,00")
+        expect(statement.get_by_test_id("statement-review")).to_contain_text("15 dias corridos")
+        with analyst.expect_download() as download:
+            statement.get_by_test_id("statement-pdf").click()
+        assert download.value.suggested_filename == f"comunicado-{evaluation_id}.pdf"
+        assert Path(download.value.path()).read_bytes().startswith(b"%PDF")
+        analyst.screenshot(path=str(screenshots / "review-1b-statement.png"), full_page=True)
+        statement.get_by_test_id("statement-back").click()
+        expect(analyst.get_by_test_id("result-card")).to_be_visible()
+
+        # A second one, whose case the test makes overdue: the queue puts it first and says so.
+        analyst.get_by_test_id("input-name").fill("Cliente Atrasado")
+        analyst.get_by_test_id("submit").click()
+        expect(analyst.get_by_test_id("evaluation-id")).not_to_have_text(evaluation_id, timeout=WAIT_MS)
+        overdue_id = analyst.get_by_test_id("evaluation-id").inner_text()
+        with sqlite3.connect(review_api.db_path) as connection:  # type: ignore[attr-defined]
+            connection.execute(
+                "UPDATE review_cases SET due_at = ? WHERE evaluation_id = ?",
+                ((datetime.now(UTC) - timedelta(days=2)).strftime("%Y-%m-%d %H:%M:%S.%f"), overdue_id),
+            )
+
         # The reviewer, signed in at the same time, finds it in the queue.
         sign_in(reviewer, review_api.url, "revisora.rita")
         reviewer.get_by_test_id("nav-queue").click()
@@ -96,6 +130,12 @@ def test_an_analysts_evaluation_goes_to_review_and_a_reviewer_decides_it(
         expect(row).to_be_visible(timeout=WAIT_MS)
         expect(row.get_by_test_id("queue-age")).to_have_text(re.compile(r"^(agora há pouco|há \d+ min)$"))
         expect(row).to_contain_text("Em análise")
+        # The legal clock: days left, the overdue case first and marked as such.
+        expect(row.get_by_test_id("queue-due")).to_have_text("15 dias restantes")
+        rows = reviewer.locator('[data-testid="queue-rows"] tr')
+        expect(rows.first).to_have_attribute("data-evaluation-id", overdue_id)
+        expect(rows.first.get_by_test_id("queue-due")).to_have_text("Atrasado há 2 dias")
+        expect(rows.first.get_by_test_id("queue-due")).to_have_attribute("data-due", "overdue")
         reviewer.screenshot(path=str(screenshots / "review-2-queue.png"), full_page=True)
 
         # The case page: figures, segment and description, reasons, the chart, the history.
@@ -112,6 +152,7 @@ def test_an_analysts_evaluation_goes_to_review_and_a_reviewer_decides_it(
         assert "perfil atribuído" in (chart.get_attribute("aria-label") or "")
         expect(case.get_by_test_id("case-history").locator("li")).to_have_count(1)
         expect(case.get_by_test_id("case-status")).to_have_text("Aguardando decisão")
+        expect(case.get_by_test_id("case-due")).to_contain_text("15 dias restantes")
 
         # A short justification is refused beside its field, before anything is sent.
         case.get_by_test_id("decision-approved").check()
@@ -130,9 +171,10 @@ def test_an_analysts_evaluation_goes_to_review_and_a_reviewer_decides_it(
         expect(case.get_by_test_id("decision-form")).to_be_hidden()
         reviewer.screenshot(path=str(screenshots / "review-3-decided.png"), full_page=True)
 
-        # Back in the queue: nothing left.
+        # Back in the queue: only the overdue case is left.
         case.get_by_test_id("case-back").click()
-        expect(reviewer.get_by_test_id("queue-empty")).to_be_visible(timeout=WAIT_MS)
+        expect(rows).to_have_count(1, timeout=WAIT_MS)
+        expect(rows.first).to_have_attribute("data-evaluation-id", overdue_id)
 
         # The analyst sees the final status in `Minhas avaliações`.
         analyst.get_by_test_id("nav-mine").click()

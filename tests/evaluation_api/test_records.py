@@ -106,13 +106,15 @@ def test_migrations_bring_a_fresh_database_to_head_matching_the_model(engine: En
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     columns = {c["name"]: c for c in inspect(engine).get_columns("evaluations")}
     assert set(columns) == set(EvaluationRow.__table__.columns.keys())
-    # Nullable: what anonymisation erases, and when it did; who created it (older records: nobody).
+    # Nullable: what anonymisation erases, and when it did; who created it and its explanation (older
+    # records: none).
     assert sorted(name for name, c in columns.items() if c["nullable"]) == [
         "anonymized_at",
         "created_by",
         "customer_id",
         "customer_id_hash",
         "customer_name",
+        "explanation",
     ]
 
 

@@ -19,6 +19,7 @@ def opened(**overrides: object) -> reviews.Case:
         "actor": "sistema",
         "reason": reviews.AUTOMATIC_REASON,
         "now": T0,
+        "due_in_days": 15,
     }
     values.update(overrides)
     return reviews.open_case(**values)  # type: ignore[arg-type]

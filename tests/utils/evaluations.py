@@ -114,6 +114,14 @@ def predict(customers: list[dict[str, float]]) -> list[dict[str, Any]]:
 
 
 @lru_cache(maxsize=1)
+def committed_geometry() -> dict[str, Any]:
+    """The committed pipeline's fitted parameters, as the model service's /metadata gives them."""
+    from models.distances import PipelineDistances
+
+    return PipelineDistances(committed_pipeline()).geometry()
+
+
+@lru_cache(maxsize=1)
 def _committed_card() -> dict[str, Any]:
     card: dict[str, Any] = json.loads(CARD_PATH.read_text(encoding="utf-8"))
     return card
@@ -129,6 +137,7 @@ def metadata(version: str = MODEL_VERSION) -> dict[str, Any]:
             {"id": s["id"], "key": s["key"], "description": s["description"], "size_share": s["size_share"]}
             for s in card["segments"]
         ],
+        "geometry": committed_geometry(),
         "card": card,
     }
 
@@ -158,6 +167,7 @@ class ModelServiceStub:
         self.default: Behaviour = "ok"
         self.script: deque[Behaviour] = deque()
         self.ready = True
+        self.explainable = True  # False: /metadata without the model's parameters (an older model service)
         self.calls: list[httpx.Request] = []
         self.url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -251,7 +261,10 @@ class ModelServiceStub:
                 return None  # a service that is down does not answer
             if request.url.path == "/readyz":
                 return _encode(httpx.Response(200, text="ok"))
-            return _encode(httpx.Response(200, json=metadata(self.version)))
+            answer = metadata(self.version)
+            if not self.explainable:
+                del answer["geometry"]
+            return _encode(httpx.Response(200, json=answer))
         if request.url.path not in ("/predict", "/predict_batch"):  # the same contract, batched or not
             return _encode(httpx.Response(404))
         self.calls.append(request)
@@ -348,4 +361,14 @@ SEGMENT_DECISIONS = {
 }
 
 # EvaluationPublic's fields, exactly as docs/API.md lists them.
-PUBLIC_FIELDS = {"id", "decision", "segment", "reasons", "model", "policy_version", "evaluated_at", "request_id"}
+PUBLIC_FIELDS = {
+    "id",
+    "decision",
+    "segment",
+    "reasons",
+    "explanation",
+    "model",
+    "policy_version",
+    "evaluated_at",
+    "request_id",
+}
