@@ -35,7 +35,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract import FEATURE_NAMES, FEATURES, SEGMENTS, Decision, Figures
+from contract import FEATURE_NAMES, FEATURES, FEATURES_BY_NAME, SEGMENTS, SEGMENTS_BY_KEY, Decision, Figures
 from decisioning.policy import SEVERITY, Policy, boundaries, brl, decision_for
 
 MAX_FACTORS = 4
@@ -150,7 +150,7 @@ class Geometry:
 
     def squared_distances(self, z: list[float]) -> list[float]:
         # List comprehensions, not generators: this runs a few times per evaluation, on the event loop.
-        return [sum([(zf - cf) * (zf - cf) for zf, cf in zip(z, centre)]) for centre in self.centres]
+        return [sum([(zf - cf) * (zf - cf) for zf, cf in zip(z, centre, strict=True)]) for centre in self.centres]
 
     def segment_of(self, figures: Figures) -> int:
         distances = self.squared_distances(self.scaled(figures))
@@ -181,9 +181,10 @@ class Geometry:
 def explain(
     geometry: Geometry, policy: Policy, figures: Figures, segment_id: int, decision: Decision
 ) -> dict[str, Any] | None:
-    """The explanation of a decision made by `policy` on this model's `segment_id`, JSON-ready in the
-    shape of `Explanation` (the record stores it as it is; the API validates it into the model). None
-    when the geometry does not place the customer in that segment (another model's parameters)."""
+    """The explanation of a decision made by `policy` on this model's `segment_id`, in its stored form:
+    the numbers only (a few hundred bytes in the record), which `describe` turns into an `Explanation`
+    with its pt-BR sentences. None when the geometry does not place the customer in that segment
+    (another model's parameters)."""
     z = geometry.scaled(figures)
     squared = geometry.squared_distances(z)
     # Ties aside, the nearest centre must be the model's segment; otherwise these are not its parameters.
@@ -195,35 +196,63 @@ def explain(
     total = sum(p for p in pulls if p > 0)
     # The principal factors: a figure whose share of the pull is under MIN_WEIGHT explains nothing.
     toward = sorted((i for i, p in enumerate(pulls) if p >= MIN_WEIGHT * total), key=lambda i: -pulls[i])
-    factors = [_factor(geometry, figures, i, segment_id, runner_up, pulls[i] / total) for i in toward[:MAX_FACTORS]]
-    counterfactual = _counterfactual(geometry, policy, figures, z, squared, segment_id, decision)
+    typical, other = geometry.typicals[segment_id], geometry.typicals[runner_up]
     return {
         "model_version": geometry.model_version,
         "segment": SEGMENTS[segment_id].key,
         "runner_up": SEGMENTS[runner_up].key,
-        "factors": factors,
-        "counterfactual": counterfactual,
-        "summary": counterfactual["message"] if counterfactual is not None else NO_COUNTERFACTUAL,
+        # [figure, weight, the segment's centre in it, the runner-up's] (R$)
+        "factors": [[FEATURE_NAMES[i], round(pulls[i] / total, 4), typical[i], other[i]] for i in toward[:MAX_FACTORS]],
+        # [figure, the value that changes the decision, the segment and the decision then], or None
+        "counterfactual": _counterfactual(geometry, policy, figures, z, squared, segment_id, decision),
     }
 
 
-def _factor(
-    geometry: Geometry, figures: Figures, i: int, segment_id: int, runner_up: int, weight: float
-) -> dict[str, Any]:
-    feature = FEATURES[i]
-    value = figures[feature.name]
-    typical, other = geometry.typicals[segment_id][i], geometry.typicals[runner_up][i]
-    message = (
-        f"{feature.label} de R$ {brl(value)}: mais próximo do típico do perfil «{SEGMENTS[segment_id].label}» "
-        f"(R$ {brl(typical)}) do que do perfil «{SEGMENTS[runner_up].label}» (R$ {brl(other)})."
-    )
+def describe(stored: Mapping[str, Any], figures: Figures) -> dict[str, Any]:
+    """A stored explanation (explain's) with its pt-BR sentences, in the shape of `Explanation`."""
+    segment, runner_up = SEGMENTS_BY_KEY[stored["segment"]], SEGMENTS_BY_KEY[stored["runner_up"]]
+    factors = []
+    for name, weight, typical, other in stored["factors"]:
+        feature = FEATURES_BY_NAME[name]
+        value = figures[name]
+        factors.append(
+            {
+                "feature": name,
+                "value": value,
+                "segment_typical": typical,
+                "runner_up_typical": other,
+                "weight": weight,
+                "message": (
+                    f"{feature.label} de R$ {brl(value)}: mais próximo do típico do perfil «{segment.label}» "
+                    f"(R$ {brl(typical)}) do que do perfil «{runner_up.label}» (R$ {brl(other)})."
+                ),
+            }
+        )
+    counterfactual = None
+    if stored["counterfactual"] is not None:
+        name, changed_to, new_segment, decision = stored["counterfactual"]
+        feature, value = FEATURES_BY_NAME[name], figures[name]
+        message = (
+            f"Com {feature.label.lower()} de R$ {brl(changed_to)} (hoje R$ {brl(value)}), "
+            f"a decisão seria {DECISION_WORDS[decision]}."
+        )
+        if new_segment != segment.key:
+            message += f" O perfil passaria a ser «{SEGMENTS_BY_KEY[new_segment].label}»."
+        counterfactual = {
+            "feature": name,
+            "value": value,
+            "changed_to": changed_to,
+            "segment": new_segment,
+            "decision": decision,
+            "message": message,
+        }
     return {
-        "feature": feature.name,
-        "value": value,
-        "segment_typical": typical,
-        "runner_up_typical": other,
-        "weight": round(weight, 4),
-        "message": message,
+        "model_version": stored["model_version"],
+        "segment": segment.key,
+        "runner_up": runner_up.key,
+        "factors": factors,
+        "counterfactual": counterfactual,
+        "summary": counterfactual["message"] if counterfactual is not None else NO_COUNTERFACTUAL,
     }
 
 
@@ -252,7 +281,7 @@ def _counterfactual(
     squared: list[float],
     segment_id: int,
     decision: Decision,
-) -> dict[str, Any] | None:
+) -> list[Any] | None:
     milder = decision != "approved"  # what is wanted: a milder decision, or (approved) a stricter one
     wanted: set[str] = (
         {d for d, severity in SEVERITY.items() if severity < SEVERITY[decision]}
@@ -317,7 +346,7 @@ def _counterfactual(
             verified = geometry.segment_of(changed)
             outcome = decision_for(policy, changed, SEGMENTS[verified].key)
             if outcome in wanted:
-                return _counterfactual_of(FEATURES[i], x, value, segment_id, verified, outcome)
+                return [name, value, SEGMENTS[verified].key, outcome]
         if at_rule:
             line.rules.pop(0)
         else:
@@ -360,22 +389,3 @@ def _crossing(column: list[float], squared: list[float], current: int, at: float
             if at <= t < best:
                 best, best_k = t, k
     return best, best_k
-
-
-def _counterfactual_of(
-    feature: Any, value: float, changed_to: float, segment_id: int, new_segment_id: int, decision: Decision
-) -> dict[str, Any]:
-    message = (
-        f"Com {feature.label.lower()} de R$ {brl(changed_to)} (hoje R$ {brl(value)}), "
-        f"a decisão seria {DECISION_WORDS[decision]}."
-    )
-    if new_segment_id != segment_id:
-        message += f" O perfil passaria a ser «{SEGMENTS[new_segment_id].label}»."
-    return {
-        "feature": feature.name,
-        "value": value,
-        "changed_to": changed_to,
-        "segment": SEGMENTS[new_segment_id].key,
-        "decision": decision,
-        "message": message,
-    }

@@ -39,7 +39,7 @@ class Explainer:
     def explain(
         self, figures: Figures, segment_id: int, decision: Decision, model_version: str
     ) -> dict[str, Any] | None:
-        """decisioning.explanation.explain's JSON-ready explanation (the shape of its `Explanation`)."""
+        """decisioning.explanation.explain's stored form (describe() gives its sentences)."""
         geometry = self.geometry
         if geometry is None or geometry.model_version != model_version:
             return None

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from opentelemetry import trace
 
 from contract import MODEL_NAME, SEGMENTS_BY_KEY
+from decisioning.explanation import describe
 from decisioning.policy import Policy, decide
 from evaluation_api.errors import (
     DatabaseBusy,
@@ -156,7 +157,8 @@ class Evaluator:
             decision=outcome.decision,
             segment=SegmentPublic(id=segment.id, key=segment.key, description=segment.description),
             reasons=list(outcome.reasons),
-            explanation=explanation,
+            # The sentences are made only for an answer that shows them (/avaliar's does not).
+            explanation=describe(explanation, figures) if explanation is not None and channel == "api" else None,
             model=ModelRef(name=MODEL_NAME, version=prediction.model_version),
             policy_version=self.policy.version,
             evaluated_at=now,

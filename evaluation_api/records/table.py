@@ -36,8 +36,8 @@ class EvaluationRow(Base):
         Column("distances", JSON, nullable=False),
         Column("decision", String(16), nullable=False),
         Column("reasons", JSON, nullable=False),
-        # decisioning/explanation.py's Explanation as JSON; NULL on records made before it existed.
-        Column("explanation", JSON, nullable=True),
+        # decisioning/explanation.py's stored form (numbers, no sentences); NULL when there is none.
+        Column("explanation", JSON(none_as_null=True), nullable=True),
         Column("model_name", String(64), nullable=False),
         Column("model_version", String(64), nullable=False, index=True),
         Column("policy_version", String(32), nullable=False),

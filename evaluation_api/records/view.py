@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 
 from contract import FEATURE_NAMES, SEGMENTS_BY_KEY
+from decisioning.explanation import describe
 from evaluation_api.database import as_utc
 from evaluation_api.evaluations.schemas import (
     EvaluationRecord,
@@ -43,6 +44,7 @@ def review_public(case: reviews.Case) -> ReviewPublic:
 
 def record_public(row: EvaluationRow, keys: DataKeys, cases: Sequence[reviews.Case] = ()) -> EvaluationRecord:
     segment = SEGMENTS_BY_KEY.get(row.segment_key)
+    figures = {name: getattr(row, name) for name in FEATURE_NAMES}
     # Validated from the stored values, except the input: stored as it was accepted, it is not
     # checked again against today's rules (and an anonymised one has no name).
     return EvaluationRecord.model_validate(
@@ -55,7 +57,7 @@ def record_public(row: EvaluationRow, keys: DataKeys, cases: Sequence[reviews.Ca
                 "description": segment.description if segment else "",
             },
             "reasons": row.reasons,
-            "explanation": row.explanation,
+            "explanation": describe(row.explanation, figures) if row.explanation is not None else None,
             "model": {"name": row.model_name, "version": row.model_version},
             "policy_version": row.policy_version,
             "evaluated_at": as_utc(row.evaluated_at),

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from contract import FEATURE_NAMES, SEGMENTS, SEGMENTS_BY_KEY
-from decisioning.explanation import NO_COUNTERFACTUAL, Explanation, Geometry, explain
+from decisioning.explanation import NO_COUNTERFACTUAL, Explanation, Geometry, describe, explain
 from decisioning.policy import SEVERITY, Policy, decide, load_policy
 from tests.utils.evaluations import SEGMENT_CUSTOMERS, committed_pipeline, metadata
 
@@ -28,6 +28,12 @@ HIGH_LIMIT, CASH, LEAST, PURCHASERS, LOW_LIMIT = (s.key for s in SEGMENTS)
 @cache
 def policy() -> Policy:
     return load_policy(ROOT / "decisioning" / "policy.yaml")
+
+
+def explained(g: Geometry, p: Policy, figures: dict[str, float], segment_id: int, decision: Any) -> Any:
+    """explain(), with its sentences (describe): what the API shows."""
+    stored = explain(g, p, figures, segment_id, decision)
+    return describe(stored, figures) if stored is not None else None
 
 
 def geometry(
@@ -63,7 +69,7 @@ def test_factors_are_each_figures_exact_pull_toward_the_segment_against_the_runn
     figures = at(1, 1, 0.5, limit, 0)
     # d² to high-limit: 0 + 0 + 0 + 0 + 1 = 1; to purchasers: 1 + 1 + 0 + 1 + 0 = 3. Pulls (runner-up term minus
     # segment term): balance 1, purchases 1, cash advance 0, credit limit 1, payments -1; they sum to 3 - 1 = 2.
-    result = explain(g, policy(), figures, SEGMENTS_BY_KEY[HIGH_LIMIT].id, "review")
+    result = explained(g, policy(), figures, SEGMENTS_BY_KEY[HIGH_LIMIT].id, "review")
     assert result is not None
     assert (result["segment"], result["runner_up"]) == (HIGH_LIMIT, PURCHASERS)
     assert [f["feature"] for f in result["factors"]] == ["balance", "purchases", "credit_limit"]
@@ -79,7 +85,7 @@ def test_factors_are_each_figures_exact_pull_toward_the_segment_against_the_runn
 
 def test_at_most_four_factors_the_strongest_first() -> None:
     g = geometry({HIGH_LIMIT: [1, 2, 3, 4, 5], PURCHASERS: [0, 0, 0, 0, 0]})
-    result = explain(g, policy(), at(1, 2, 3, 4, 5), SEGMENTS_BY_KEY[HIGH_LIMIT].id, "review")
+    result = explained(g, policy(), at(1, 2, 3, 4, 5), SEGMENTS_BY_KEY[HIGH_LIMIT].id, "review")
     assert result is not None
     # Pulls z²: 25, 16, 9, 4 and 1; the weakest is left out.
     assert [f["feature"] for f in result["factors"]] == ["payments", "credit_limit", "cash_advance", "purchases"]
@@ -89,7 +95,7 @@ def test_at_most_four_factors_the_strongest_first() -> None:
 def test_another_models_parameters_explain_nothing() -> None:
     g = geometry({HIGH_LIMIT: [1] * 5, PURCHASERS: [0] * 5})
     # The customer is at the purchasers' centre: a model that says high-limit is not this geometry's.
-    assert explain(g, policy(), at(0, 0, 0, 0, 0), SEGMENTS_BY_KEY[HIGH_LIMIT].id, "review") is None
+    assert explained(g, policy(), at(0, 0, 0, 0, 0), SEGMENTS_BY_KEY[HIGH_LIMIT].id, "review") is None
 
 
 # --- counterfactuals, by hand -----------------------------------------------------------------------
@@ -102,7 +108,7 @@ TWO_CENTRES = {HIGH_LIMIT: [0, 0, 0, LIMIT_Z, PAYMENTS_Z], PURCHASERS: [0, 4, 0,
 
 def test_the_smallest_change_crosses_to_the_next_centre_by_a_cent() -> None:
     figures = at(0, 1, 0, LIMIT_Z, PAYMENTS_Z)
-    result = explain(geometry(TWO_CENTRES), policy(), figures, SEGMENTS_BY_KEY[HIGH_LIMIT].id, "review")
+    result = explained(geometry(TWO_CENTRES), policy(), figures, SEGMENTS_BY_KEY[HIGH_LIMIT].id, "review")
     assert result is not None
     # Halfway between the centres: z = 2, purchases e² - 1 = 6.389..., so the first cent past it.
     assert result["counterfactual"] == {
@@ -127,7 +133,7 @@ def test_the_smallest_change_crosses_to_the_next_centre_by_a_cent() -> None:
 def test_no_change_is_proposed_beyond_what_the_model_was_trained_on() -> None:
     # Purchases in the training data reach only R$ 5,00: the crossing (R$ 6,39) is outside it.
     capped = geometry(TWO_CENTRES, upper=(100_000.0, 5.0, 100_000.0, 100_000.0, 100_000.0))
-    result = explain(capped, policy(), at(0, 1, 0, LIMIT_Z, PAYMENTS_Z), SEGMENTS_BY_KEY[HIGH_LIMIT].id, "review")
+    result = explained(capped, policy(), at(0, 1, 0, LIMIT_Z, PAYMENTS_Z), SEGMENTS_BY_KEY[HIGH_LIMIT].id, "review")
     assert result is not None
     assert result["counterfactual"] is None
     assert result["summary"] == NO_COUNTERFACTUAL
@@ -140,7 +146,7 @@ def test_a_rules_own_threshold_is_the_change_when_the_rule_compares_with_greater
     g = geometry({PURCHASERS: [0, 0, 0, 0, 0]}, scale=(1.0, 1.0, 1.0, 0.5, 1.0))
     figures = {"balance": 950.0, "purchases": 0.0, "cash_advance": 0.0, "credit_limit": 1000.0, "payments": 100.0}
     assert decide(policy(), figures, PURCHASERS).decision == "review"
-    result = explain(g, policy(), figures, SEGMENTS_BY_KEY[PURCHASERS].id, "review")
+    result = explained(g, policy(), figures, SEGMENTS_BY_KEY[PURCHASERS].id, "review")
     assert result is not None and result["counterfactual"] is not None
     assert (result["counterfactual"]["feature"], result["counterfactual"]["changed_to"]) == ("balance", 900.0)
     assert result["counterfactual"]["decision"] == "approved"
@@ -153,7 +159,7 @@ def test_a_rules_own_threshold_is_the_change_when_the_rule_compares_with_greater
 def test_paying_something_is_the_change_when_only_the_zero_payments_rule_denies() -> None:
     g = geometry({PURCHASERS: [0, 0, 0, 0, 0]})
     figures = {"balance": 500.0, "purchases": 0.0, "cash_advance": 0.0, "credit_limit": 1000.0, "payments": 0.0}
-    result = explain(g, policy(), figures, SEGMENTS_BY_KEY[PURCHASERS].id, "denied")
+    result = explained(g, policy(), figures, SEGMENTS_BY_KEY[PURCHASERS].id, "denied")
     assert result is not None and result["counterfactual"] is not None
     # Balance down to R$ 50 (the rule's min_balance, `>`) is farther in log units than a payment of one cent.
     assert (result["counterfactual"]["feature"], result["counterfactual"]["changed_to"]) == ("payments", 0.01)
@@ -162,7 +168,7 @@ def test_paying_something_is_the_change_when_only_the_zero_payments_rule_denies(
 
 def test_an_approved_customer_is_told_the_nearest_change_that_would_make_it_stricter() -> None:
     figures = at(0, 3, 0, LIMIT_Z, PAYMENTS_Z)
-    result = explain(geometry(TWO_CENTRES), policy(), figures, SEGMENTS_BY_KEY[PURCHASERS].id, "approved")
+    result = explained(geometry(TWO_CENTRES), policy(), figures, SEGMENTS_BY_KEY[PURCHASERS].id, "approved")
     assert result is not None and result["counterfactual"] is not None
     assert result["counterfactual"]["decision"] == "review"
     assert result["counterfactual"]["feature"] == "purchases"
@@ -213,7 +219,7 @@ def test_on_the_committed_model_each_counterfactual_holds_and_nothing_nearer_doe
     pipeline = committed_pipeline()
     row = np.array([[figures[name] for name in FEATURE_NAMES]], dtype=np.float64)
     [segment], [decision] = model_outcome(row)
-    result = explain(g, policy(), figures, int(segment), decision)  # type: ignore[arg-type]
+    result = explained(g, policy(), figures, int(segment), decision)  # type: ignore[arg-type]
     assert result is not None
     Explanation.model_validate(result)  # the shape the API documents
 
