@@ -6,8 +6,6 @@ characters outside it are replaced, never dropped silently.
 
 from __future__ import annotations
 
-from fpdf import FPDF
-
 from evaluation_api.statements.document import BRASILIA, Statement, pt_date
 
 _OUTSIDE_LATIN_1 = str.maketrans({"—": "-", "–": "-", "“": '"', "”": '"', "‘": "'", "’": "'", "…": "...", "→": "->"})
@@ -18,6 +16,10 @@ def _latin_1(text: str) -> str:
 
 
 def render(statement: Statement) -> bytes:
+    # On first need: fpdf imports Pillow (and numpy where it is installed) at import, which a process
+    # that never issues a PDF should not pay for (tests/deploy/test_images.py keeps numpy out of the API).
+    from fpdf import FPDF
+
     pdf = FPDF(format="A4")
     pdf.set_title(_latin_1(f"{statement.title} {statement.evaluation_id}"))
     pdf.set_lang("pt-BR")
