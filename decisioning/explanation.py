@@ -36,7 +36,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from contract import FEATURE_NAMES, FEATURES, FEATURES_BY_NAME, SEGMENTS, SEGMENTS_BY_KEY, Decision, Figures
-from decisioning.policy import SEVERITY, Policy, boundaries, brl, decision_for
+from decisioning.policy import SEVERITY, Policy, boundaries, brl, decision_for, fired
 
 MAX_FACTORS = 4
 MIN_WEIGHT = 0.01
@@ -292,11 +292,17 @@ def _counterfactual(
     # hard rule may start or stop firing; the nearest point of all is tried first, so the first wanted
     # decision found is the smallest change.
     heap: list[tuple[float, int, _Line]] = []
+    firing = fired(policy.rules, figures)
     for i, name in enumerate(FEATURE_NAMES):
         mean, scale, zi = geometry.mean[i], geometry.scale[i], z[i]
         lo, hi = geometry.lower[i], geometry.upper[i]
+        # A rule that starts firing only makes a decision stricter, one that stops only milder: when a
+        # milder decision is wanted, only the rules firing now have thresholds worth crossing, and the
+        # other way round.
         rule_points = [
-            ((math.log1p(b) - mean) / scale - zi, b) for b in boundaries(policy.rules, figures, name) if lo <= b <= hi
+            ((math.log1p(b) - mean) / scale - zi, b)
+            for rule, b in boundaries(policy.rules, figures, name)
+            if lo <= b <= hi and (rule in firing) == milder
         ]
         z_lo, z_hi = geometry.z_bounds[i]
         up, down = _first_crossings(geometry.columns[i], squared, segment_id)

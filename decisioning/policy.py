@@ -104,7 +104,7 @@ def brl(amount: float) -> str:
     return f"{amount:,.2f}".replace(",", "_").replace(".", ",").replace("_", ".")
 
 
-def _fired(rules: HardRules, f: Figures) -> list[ZeroPaymentsRule | RatioRule]:
+def fired(rules: HardRules, f: Figures) -> list[ZeroPaymentsRule | RatioRule]:
     """The hard rules that fire for these figures, in the policy's order."""
     balance, credit_limit, cash_advance = f["balance"], f["credit_limit"], f["cash_advance"]
     fired: list[ZeroPaymentsRule | RatioRule] = []
@@ -126,7 +126,7 @@ def decide(policy: Policy, figures: Figures, segment_key: str) -> Outcome:
     reasons = [Reason(code=f"SEGMENT_{segment.decision.upper()}", message=segment.message)]
     decision: Decision = segment.decision
     values = {key: brl(figures[key]) for key in _PLACEHOLDERS}
-    for rule in _fired(policy.rules, figures):
+    for rule in fired(policy.rules, figures):
         reasons.append(Reason(code=rule.code, message=rule.message.format(**values)))
         if SEVERITY[rule.decision] > SEVERITY[decision]:
             decision = rule.decision
@@ -137,27 +137,25 @@ def decision_for(policy: Policy, figures: Figures, segment_key: str) -> Decision
     """decide()'s decision alone, without building its reasons: what a counterfactual search asks
     many times per evaluation (decisioning/explanation.py)."""
     decision: Decision = policy.segments[segment_key].decision
-    for rule in _fired(policy.rules, figures):
+    for rule in fired(policy.rules, figures):
         if SEVERITY[rule.decision] > SEVERITY[decision]:
             decision = rule.decision
     return decision
 
 
-def boundaries(rules: HardRules, figures: Figures, feature: str) -> list[float]:
-    """The values of one figure, the others as they are, at which a hard rule starts or stops firing
-    (each rule compares with `>` or `==`, so the rule's side of a boundary starts just past it)."""
+def boundaries(rules: HardRules, figures: Figures, feature: str) -> list[tuple[ZeroPaymentsRule | RatioRule, float]]:
+    """The values of one figure, the others as they are, at which a hard rule starts or stops firing,
+    with that rule (each rule compares with `>` or `==`, so the rule's side of a boundary starts just
+    past it)."""
     balance, credit_limit, cash_advance = figures["balance"], figures["credit_limit"], figures["cash_advance"]
+    zero = rules.zero_payments_with_balance
     far, high, cash = rules.balance_far_above_limit, rules.high_utilization, rules.cash_advance_above_limit
     if feature == "payments":
-        return [0.0]
+        return [(zero, 0.0)]
     if feature == "balance":
-        return [
-            rules.zero_payments_with_balance.min_balance,
-            far.max_ratio * credit_limit,
-            high.max_ratio * credit_limit,
-        ]
+        return [(zero, zero.min_balance), (far, far.max_ratio * credit_limit), (high, high.max_ratio * credit_limit)]
     if feature == "cash_advance":
-        return [cash.max_ratio * credit_limit]
+        return [(cash, cash.max_ratio * credit_limit)]
     if feature == "credit_limit":
-        return [balance / far.max_ratio, balance / high.max_ratio, cash_advance / cash.max_ratio]
+        return [(far, balance / far.max_ratio), (high, balance / high.max_ratio), (cash, cash_advance / cash.max_ratio)]
     return []
