@@ -111,6 +111,7 @@ def test_the_rules_cover_drift_approvals_model_down_5xx_latency_and_overdue_case
         "EvaluationApi5xxRateHigh",
         "EvaluationLatencyAboveDeadline",
         "ReviewCaseOverdue",
+        "ReviewClocksMissing",
     }
     assert alerts["InputDriftHigh"]["expr"].strip() == "evaluation_input_psi > 0.25"
     assert alerts["InputDriftHigh"]["for"] == "1h"
