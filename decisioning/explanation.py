@@ -305,8 +305,8 @@ def _counterfactual(
             if lo <= b <= hi and (rule in firing) == milder
         ]
         z_lo, z_hi = geometry.z_bounds[i]
-        up, down = _first_crossings(geometry.columns[i], squared, segment_id)
-        for sign, (crossing, following) in ((1, up), (-1, down)):
+        for sign in (1, -1):
+            crossing, following = _crossing(geometry.columns[i], squared, segment_id, 0.0, sign)
             line = _Line(
                 i=i,
                 sign=sign,
@@ -361,25 +361,6 @@ def _counterfactual(
         if line.nearest() <= line.limit:
             heapq.heappush(heap, (line.nearest(), n, line))
     return None
-
-
-def _first_crossings(
-    column: list[float], squared: list[float], current: int
-) -> tuple[tuple[float, int], tuple[float, int]]:
-    """_crossing from t = 0 both ways at once (up, down): every centre lies ahead one way or the other."""
-    up, down = (math.inf, current), (math.inf, current)
-    c_cur, d_cur = column[current], squared[current]
-    for k, c_k in enumerate(column):
-        gap = c_k - c_cur
-        if gap > 0:
-            t = (squared[k] - d_cur) / (2 * gap)
-            if 0 <= t < up[0]:
-                up = (t, k)
-        elif gap < 0:
-            t = (squared[k] - d_cur) / (-2 * gap)
-            if 0 <= t < down[0]:
-                down = (t, k)
-    return up, down
 
 
 def _crossing(column: list[float], squared: list[float], current: int, at: float, sign: int) -> tuple[float, int]:

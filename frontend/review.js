@@ -355,6 +355,26 @@
     updateCounter();
   }
 
+  /** POST a closing step of the current case (its decision, or an information request's answer); on
+   * success the case is shown closed with `done` in `messageEl`. Null when the request failed (said). */
+  async function closeCase(step, payload, messageEl, done) {
+    const response = await call(`${QUEUE_URL}/${encodeURIComponent(currentCase.id)}/${step}`, messageEl, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(payload),
+    });
+    if (!response) return null;
+    const answer = await response.json().catch(() => null);
+    if (response.ok && answer) {
+      currentCase = answer;
+      renderHistory(answer);
+      renderDecision(answer);
+      show(messageEl, done);
+      $("case-status").focus();
+    }
+    return { response, answer };
+  }
+
   // ------------------------------------------------------------------ the decision
 
   const justification = $("justification");
@@ -406,20 +426,10 @@
     button.disabled = true;
     const message = $("decision-message");
     try {
-      const response = await call(`${QUEUE_URL}/${encodeURIComponent(currentCase.id)}/decision`, message, {
-        method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify({ decision: chosen.value, justification: text }),
-      });
-      if (!response) return;
-      const answer = await response.json().catch(() => null);
-      if (response.ok && answer) {
-        currentCase = answer;
-        renderHistory(answer);
-        renderDecision(answer);
-        show($("decision-message"), "Decisão registrada.");
-        $("case-status").focus();
-      } else if (response.status === 422 && answer && Array.isArray(answer.errors)) {
+      const result = await closeCase("decision", { decision: chosen.value, justification: text }, message, "Decisão registrada.");
+      if (!result || (result.response.ok && result.answer)) return;
+      const { response, answer } = result;
+      if (response.status === 422 && answer && Array.isArray(answer.errors)) {
         for (const error of answer.errors) fieldError(error.field === "decision" ? "decision" : "justification", error.message);
       } else {
         const text409 = "Este caso já foi decidido por outra pessoa. Volte à fila para ver os casos abertos.";
@@ -452,20 +462,9 @@
     button.disabled = true;
     const message = $("answer-message");
     try {
-      const response = await call(`${QUEUE_URL}/${encodeURIComponent(currentCase.id)}/answer`, message, {
-        method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify({ answer: text }),
-      });
-      if (!response) return;
-      const answer = await response.json().catch(() => null);
-      if (response.ok && answer) {
-        currentCase = answer;
-        renderHistory(answer);
-        renderDecision(answer);
-        show($("answer-message"), "Resposta registrada.");
-        $("case-status").focus();
-      } else {
+      const result = await closeCase("answer", { answer: text }, message, "Resposta registrada.");
+      if (result && !(result.response.ok && result.answer)) {
+        const { response, answer } = result;
         show(message, (answer && answer.message) || `Não foi possível registrar a resposta (erro ${response.status}).`);
       }
     } finally {

@@ -47,26 +47,21 @@ window.Statement = (() => {
     byTestId("statement-legal").textContent = `Base legal: ${statement.legal_basis}`;
   }
 
-  async function open(evaluationId, from) {
-    current = evaluationId;
-    returnTo = from || "evaluate";
-    window.Session.showPage("statement");
-    page.hidden = false;
-    body.hidden = true;
-    say("Carregando o comunicado…");
+  /** GET through the session; null when it failed, with the reason said (the API's message if any). */
+  async function get(url, texts) {
     let response;
     try {
-      response = await window.Session.fetch(`/api/v1/evaluations/${encodeURIComponent(evaluationId)}/statement`);
+      response = await window.Session.fetch(url);
     } catch {
-      say("Não foi possível falar com o serviço. Tente novamente em alguns segundos.");
-      return;
+      say(texts.unreachable);
+      return null;
     }
     if (response.status === 401) {
       window.Session.expired();
-      return;
+      return null;
     }
     if (!response.ok) {
-      let text = `Não foi possível emitir o comunicado agora (erro ${response.status}).`;
+      let text = texts.refused(response.status);
       try {
         const answer = await response.json();
         if (answer && answer.message) text = answer.message;
@@ -74,8 +69,23 @@ window.Statement = (() => {
         // not JSON: the generic message stays
       }
       say(text);
-      return;
+      return null;
     }
+    return response;
+  }
+
+  async function open(evaluationId, from) {
+    current = evaluationId;
+    returnTo = from || "evaluate";
+    window.Session.showPage("statement");
+    page.hidden = false;
+    body.hidden = true;
+    say("Carregando o comunicado…");
+    const response = await get(`/api/v1/evaluations/${encodeURIComponent(evaluationId)}/statement`, {
+      unreachable: "Não foi possível falar com o serviço. Tente novamente em alguns segundos.",
+      refused: (status) => `Não foi possível emitir o comunicado agora (erro ${status}).`,
+    });
+    if (!response) return;
     render(await response.json());
     say("");
     body.hidden = false;
@@ -84,21 +94,11 @@ window.Statement = (() => {
 
   async function downloadPdf() {
     if (!current) return;
-    let response;
-    try {
-      response = await window.Session.fetch(`/api/v1/evaluations/${encodeURIComponent(current)}/statement.pdf`);
-    } catch {
-      say("Não foi possível baixar o PDF agora. Tente novamente em alguns segundos.");
-      return;
-    }
-    if (response.status === 401) {
-      window.Session.expired();
-      return;
-    }
-    if (!response.ok) {
-      say(`Não foi possível baixar o PDF agora (erro ${response.status}).`);
-      return;
-    }
+    const response = await get(`/api/v1/evaluations/${encodeURIComponent(current)}/statement.pdf`, {
+      unreachable: "Não foi possível baixar o PDF agora. Tente novamente em alguns segundos.",
+      refused: (status) => `Não foi possível baixar o PDF agora (erro ${status}).`,
+    });
+    if (!response) return;
     const url = URL.createObjectURL(await response.blob());
     const link = document.createElement("a");
     link.href = url;

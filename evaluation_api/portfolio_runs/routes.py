@@ -24,7 +24,7 @@ from decisioning.policy import PolicyError, load_policy
 from evaluation_api.audit import trail as audit
 from evaluation_api.config import Settings
 from evaluation_api.database import as_utc
-from evaluation_api.deps import EngineDep
+from evaluation_api.deps import EngineDep, SettingsDep
 from evaluation_api.errors import (
     EvaluationError,
     InvalidInput,
@@ -140,11 +140,6 @@ def _invalid(field: str, rule: str, message: str) -> InvalidInput:
     return InvalidInput([{"field": field, "rule": rule, "message": message}])
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 def _copy(upload: UploadFile, target: Path, limit: int) -> int:
     """Copy the (spooled) upload to `target` in chunks; never the whole file in memory."""
     upload.file.seek(0)
@@ -202,13 +197,12 @@ UPLOAD_BODY = {
     },
 )
 async def create_run(
-    request: Request, principal: PrincipalDep, engine: EngineDep, response: Response
+    request: Request, principal: PrincipalDep, engine: EngineDep, settings: SettingsDep, response: Response
 ) -> PortfolioRunPublic:
     """Upload a portfolio (multipart: `file`, optional `candidate_policy`); the run is queued (202).
 
     The form is read here, after the access rules (an anonymous upload is refused before its body is
     read), and only up to PORTFOLIO_MAX_UPLOAD_BYTES."""
-    settings = _settings(request)
     length = request.headers.get("content-length")
     if length is None:
         raise LengthRequired()

@@ -7,17 +7,15 @@ information within 10 days) and CDC art. 43 (which data were used, and from wher
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 from pydantic import BaseModel, Field
 
 from contract import FEATURES, Decision
 from decisioning.policy import brl
 from evaluation_api.evaluations.schemas import EvaluationRecord
+from evaluation_api.reviews.rules import BRASILIA  # the calendar legal terms are counted in
 
-# Brasília time: Brazil has had no daylight saving time since 2019, so a fixed offset is exact and
-# needs no time-zone database in the image.
-BRASILIA = timezone(timedelta(hours=-3), "BRT")
 MAX_REASONS = 4
 DECISION_TEXT: dict[str, str] = {
     "denied": "Negada",

@@ -6,7 +6,8 @@ characters outside it are replaced, never dropped silently.
 
 from __future__ import annotations
 
-from evaluation_api.statements.document import BRASILIA, Statement, pt_date
+from evaluation_api.reviews.rules import BRASILIA
+from evaluation_api.statements.document import Statement, pt_date
 
 _OUTSIDE_LATIN_1 = str.maketrans({"—": "-", "–": "-", "“": '"', "”": '"', "‘": "'", "’": "'", "…": "...", "→": "->"})
 

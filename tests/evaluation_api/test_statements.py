@@ -16,7 +16,7 @@ import pytest
 from pypdf import PdfReader
 
 from evaluation_api.identity.roles import Role
-from evaluation_api.statements.document import BRASILIA
+from evaluation_api.reviews.rules import BRASILIA
 from tests.evaluation_api.conftest import app_of
 from tests.utils.evaluations import SEGMENT_CUSTOMERS, TestClient, body, until
 from tests.utils.identity import bearer, create_account, token
