@@ -42,6 +42,11 @@ MAX_FACTORS = 4
 MIN_WEIGHT = 0.01
 # How a decision reads at the end of "a decisão seria ...".
 DECISION_WORDS: dict[str, str] = {"approved": "aprovada", "review": "encaminhada para análise", "denied": "negada"}
+# The decisions a counterfactual looks for: from an approval, a stricter one; from any other, a milder one.
+_WANTED: dict[str, frozenset[str]] = {
+    d: frozenset(o for o in SEVERITY if (o != "approved" if d == "approved" else SEVERITY[o] < SEVERITY[d]))
+    for d in SEVERITY
+}
 NO_COUNTERFACTUAL = (
     "Nenhuma mudança de um único valor, dentro dos valores observados nos dados de treino do modelo, mudaria a decisão."
 )
@@ -162,6 +167,22 @@ class Geometry:
         return [[centre[i] for centre in self.centres] for i in range(len(self.mean))]
 
     @functools.cached_property
+    def overtaking(self) -> list[list[tuple[tuple[tuple[int, float], ...], tuple[tuple[int, float], ...]]]]:
+        """For segment a and figure i, the centres that lie ahead of a's up and down along that figure,
+        each with 1 / (2·|c_k - c_a|): the first crossing's t is then (d_k - d_a) times it (_crossing's
+        formula from t = 0, its divisions made once per model)."""
+        return [
+            [
+                (
+                    tuple((k, 1 / (2 * (c_k - column[a]))) for k, c_k in enumerate(column) if c_k > column[a]),
+                    tuple((k, 1 / (2 * (column[a] - c_k))) for k, c_k in enumerate(column) if c_k < column[a]),
+                )
+                for column in self.columns
+            ]
+            for a in range(len(self.centres))
+        ]
+
+    @functools.cached_property
     def z_bounds(self) -> list[tuple[float, float]]:
         """The training data's range of each figure, in the model's scaled units."""
         return [
@@ -256,21 +277,17 @@ def describe(stored: Mapping[str, Any], figures: Figures) -> dict[str, Any]:
     }
 
 
-@dataclass(slots=True)
-class _Line:
-    """One figure moved one way (sign +1 up, -1 down), the others as they are; positions along it are
-    distances t >= 0 in the model's scaled units."""
+# A line: one figure moved one way (sign +1 up, -1 down), the others as they are; positions along it
+# are distances t >= 0 in the model's scaled units. A list, not an object (ten per evaluation, on the
+# event loop): [figure, sign, the nearest centre from here on, the next t where another centre becomes
+# the nearest, that centre, the hard rules' (t, threshold) ahead nearest first, where the training
+# data's range ends].
+_I, _SIGN, _SEGMENT, _CROSSING, _FOLLOWING, _RULES, _LIMIT = range(7)
 
-    i: int
-    sign: int
-    segment: int  # the nearest centre from `at` on
-    crossing: float  # the next t where another centre becomes the nearest
-    following: int  # that centre
-    rules: list[tuple[float, float]]  # (t, the threshold itself) of the hard rules ahead, nearest first
-    limit: float  # the training data's range ends here
 
-    def nearest(self) -> float:
-        return min(self.crossing, self.rules[0][0]) if self.rules else self.crossing
+def _nearest(line: list[Any]) -> float:
+    rules = line[_RULES]
+    return min(line[_CROSSING], rules[0][0]) if rules else line[_CROSSING]  # type: ignore[no-any-return]
 
 
 def _counterfactual(
@@ -283,58 +300,71 @@ def _counterfactual(
     decision: Decision,
 ) -> list[Any] | None:
     milder = decision != "approved"  # what is wanted: a milder decision, or (approved) a stricter one
-    wanted: set[str] = (
-        {d for d, severity in SEVERITY.items() if severity < SEVERITY[decision]}
-        if milder
-        else {d for d in SEVERITY if d != "approved"}
-    )
+    wanted = _WANTED[decision]
+    segment_decisions = [policy.segments[s.key].decision for s in SEGMENTS]
     # Best first: each line offers its nearest point where the nearest centre changes (a crossing) or a
     # hard rule may start or stop firing; the nearest point of all is tried first, so the first wanted
     # decision found is the smallest change.
-    heap: list[tuple[float, int, _Line]] = []
-    firing = fired(policy.rules, figures)
+    heap: list[tuple[float, int, list[Any]]] = []
+    firing = [id(rule) for rule in fired(policy.rules, figures)]
+    d_cur = squared[segment_id]
+    overtaking = geometry.overtaking[segment_id]
     for i, name in enumerate(FEATURE_NAMES):
-        mean, scale, zi = geometry.mean[i], geometry.scale[i], z[i]
+        zi = z[i]
         lo, hi = geometry.lower[i], geometry.upper[i]
+        # The first crossing each way (_crossing's, from t = 0).
+        up = down = math.inf
+        up_k = down_k = segment_id
+        ahead_up, ahead_down = overtaking[i]
+        for k, inverse in ahead_up:
+            t = (squared[k] - d_cur) * inverse
+            if 0 <= t < up:
+                up, up_k = t, k
+        for k, inverse in ahead_down:
+            t = (squared[k] - d_cur) * inverse
+            if 0 <= t < down:
+                down, down_k = t, k
         # A rule that starts firing only makes a decision stricter, one that stops only milder: when a
         # milder decision is wanted, only the rules firing now have thresholds worth crossing, and the
-        # other way round.
-        rule_points = [
-            ((math.log1p(b) - mean) / scale - zi, b)
-            for rule, b in boundaries(policy.rules, figures, name)
-            if lo <= b <= hi and (rule in firing) == milder
-        ]
+        # other way round. The threshold is kept as the rule states it, not recomputed from t.
+        ahead: list[tuple[float, float]] = []
+        behind: list[tuple[float, float]] = []
+        for rule, b in boundaries(policy.rules, figures, name):
+            if lo <= b <= hi and (id(rule) in firing) == milder:
+                t = (math.log1p(b) - geometry.mean[i]) / geometry.scale[i] - zi
+                if t >= 0:
+                    ahead.append((t, b))
+                if t <= 0:
+                    behind.append((-t, b))
+        if len(ahead) > 1:
+            ahead.sort()
+        if len(behind) > 1:
+            behind.sort()
         z_lo, z_hi = geometry.z_bounds[i]
-        for sign in (1, -1):
-            crossing, following = _crossing(geometry.columns[i], squared, segment_id, 0.0, sign)
-            line = _Line(
-                i=i,
-                sign=sign,
-                segment=segment_id,
-                crossing=crossing,
-                following=following,
-                # The threshold is kept as the rule states it, not recomputed from t.
-                rules=sorted((t * sign, b) for t, b in rule_points if t * sign >= 0),
-                limit=z_hi - zi if sign > 0 else zi - z_lo,
-            )
-            if line.nearest() <= line.limit:
-                heap.append((line.nearest(), len(heap), line))
+        lines: tuple[list[Any], list[Any]] = (
+            [i, 1, segment_id, up, up_k, ahead, z_hi - zi],
+            [i, -1, segment_id, down, down_k, behind, zi - z_lo],
+        )
+        for line in lines:
+            nearest = _nearest(line)
+            if nearest <= line[_LIMIT]:
+                heap.append((nearest, len(heap), line))
     heapq.heapify(heap)
     while heap:
         _, n, line = heapq.heappop(heap)
-        i, sign = line.i, line.sign
+        i, sign, rules = line[_I], line[_SIGN], line[_RULES]
         name, x = FEATURE_NAMES[i], figures[FEATURE_NAMES[i]]
-        at_rule = bool(line.rules) and line.rules[0][0] <= line.crossing
+        at_rule = bool(rules) and rules[0][0] <= line[_CROSSING]
         values: tuple[float, ...]
         if at_rule:
             # A rule compares with `>` or `==`: its threshold itself may be on the other side, or only the next cent.
-            point = line.rules[0][1]
+            point = rules[0][1]
             first = math.ceil(point * 100) / 100 if sign > 0 else math.floor(point * 100) / 100
-            values, there = (first, first + 0.01 * sign), line.segment
+            values, there = (first, first + 0.01 * sign), line[_SEGMENT]
         else:
-            point = math.expm1((z[i] + sign * line.crossing) * geometry.scale[i] + geometry.mean[i])
+            point = math.expm1((z[i] + sign * line[_CROSSING]) * geometry.scale[i] + geometry.mean[i])
             values = (math.floor(point * 100) / 100 + 0.01 if sign > 0 else math.ceil(point * 100) / 100 - 0.01,)
-            there = line.following
+            there = line[_FOLLOWING]
         for raw in values:
             value = round(raw, 2)
             if not (geometry.lower[i] <= value <= geometry.upper[i]) or (value <= x if sign > 0 else value >= x):
@@ -343,7 +373,7 @@ def _counterfactual(
                 continue
             # The rules only make a decision stricter: a segment whose own decision is stricter than wanted
             # cannot give a milder one (the common case, settled without building the figures).
-            if milder and policy.segments[SEGMENTS[there].key].decision not in wanted:
+            if milder and segment_decisions[there] not in wanted:
                 continue
             changed = {**figures, name: value}
             if decision_for(policy, changed, SEGMENTS[there].key) not in wanted:
@@ -354,12 +384,15 @@ def _counterfactual(
             if outcome in wanted:
                 return [name, value, SEGMENTS[verified].key, outcome]
         if at_rule:
-            line.rules.pop(0)
+            rules.pop(0)
         else:
-            line.segment = line.following
-            line.crossing, line.following = _crossing(geometry.columns[i], squared, line.segment, line.crossing, sign)
-        if line.nearest() <= line.limit:
-            heapq.heappush(heap, (line.nearest(), n, line))
+            line[_SEGMENT] = line[_FOLLOWING]
+            line[_CROSSING], line[_FOLLOWING] = _crossing(
+                geometry.columns[i], squared, line[_SEGMENT], line[_CROSSING], sign
+            )
+        nearest = _nearest(line)
+        if nearest <= line[_LIMIT]:
+            heapq.heappush(heap, (nearest, n, line))
     return None
 
 
