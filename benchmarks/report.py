@@ -40,9 +40,10 @@ ROLE_NAMES = {
     "load_generator": "load tool",
 }
 # The three systems `make bench` alternates, then the model service's variants (one round each).
-HEADLINE_KEYS = ("monolith", "end_to_end", "end_to_end_unexplained", "model_service")
+HEADLINE_KEYS = ("monolith", "monolith_workers", "end_to_end", "end_to_end_unexplained", "model_service")
 ORDER = [
     "monolith",
+    "monolith_workers",
     "end_to_end",
     "end_to_end_unexplained",
     "model_service",
@@ -53,6 +54,7 @@ ORDER = [
 ]
 LABELS = {
     "monolith": "monolith (before)",
+    "monolith_workers": "monolith, as many uvicorn workers as the API has processes",
     "end_to_end": "evaluation API → model service (make run)",
     "end_to_end_unexplained": "the same, decisions not explained (EXPLAIN_DECISIONS=false)",
     "model_service": "model service (default configuration)",
@@ -65,6 +67,7 @@ LABELS = {
 
 SHORT = {
     "monolith": "monolith",
+    "monolith_workers": "monolith\nN workers",
     "end_to_end": "API →\nmodel service\n(make run)",
     "end_to_end_unexplained": "the same,\nnot explained",
     "model_service": "model service\n(default)",
@@ -206,6 +209,22 @@ def goals(results: dict[str, Any]) -> dict[str, Any]:
             "met": _median(ratios) >= GOAL_E2E_VS_MONOLITH and e_p99 < m_p99 and errors == 0,
             "every_round": all(held),
         }
+    pairs = _ratios(results, "end_to_end", "monolith_workers", top)
+    if pairs:
+        # No goal: the fair comparison (equal process counts), reported beside the one the goal is on.
+        ratios = [e["throughput_rps"] / m["throughput_rps"] if m["throughput_rps"] else 0.0 for _, e, m in pairs]
+        out["end_to_end_vs_monolith_workers"] = {
+            "ratio": _summary(ratios),
+            "per_round": [round(x, 2) for x in ratios],
+            "workers": results["settings"].get("monolith_workers"),
+            "errors": {
+                "end_to_end": sum(e["errors"]["total"] for _, e, _ in pairs),
+                "monolith_workers": sum(m["errors"]["total"] for _, _, m in pairs),
+            },
+        }
+    per_core = {key: xs for key in HEADLINE_KEYS if (xs := _per_busy_core(results, key, top))}
+    if per_core:
+        out["requests_per_busy_core"] = {key: _summary(xs, 0) for key, xs in per_core.items()}
     pairs = _ratios(results, "model_service", "monolith", top)
     if pairs:
         ratios = [s["throughput_rps"] / m["throughput_rps"] if m["throughput_rps"] else 0.0 for _, s, m in pairs]
@@ -250,6 +269,19 @@ def goals(results: dict[str, Any]) -> dict[str, Any]:
             "met": headline["customers_per_s"] >= GOAL_BULK,
         }
     return out
+
+
+def busy_cores(point: dict[str, Any]) -> float:
+    """The cores a system kept busy over a point: its processes' CPU, the load tool's left out."""
+    return sum(r["cpu_cores"] for role, r in point.get("resources", {}).items() if role != "load_generator")
+
+
+def _per_busy_core(results: dict[str, Any], key: str, clients: int) -> list[float]:
+    """Requests per second per busy core, each round: what a core buys, whatever the number of cores a
+    system keeps busy (a system on more processes is not credited for the cores it takes)."""
+    return [
+        p["throughput_rps"] / cores for p in _rounds(results, key, clients).values() if (cores := busy_cores(p)) > 0
+    ]
 
 
 def _explanation_cost(results: dict[str, Any], top: int) -> dict[str, Any] | None:
@@ -317,8 +349,10 @@ def markdown(results: dict[str, Any], *, images: str = "") -> str:
         f"Load: closed loop with wrk ({m.get('wrk') or 'wrk'}), {s['duration_s']:g} s per point after a warm-up, "
         f"at {', '.join(str(c) for c in s['clients'])} concurrent connections; fixed rate with locust, "
         f"{s['fixed_rate_rps']:g} requests/s paced over {s['fixed_rate_users']} users. "
-        f"**{rounds} round{'s' if rounds != 1 else ''}**: in each, the monolith, the system as `make run` starts it "
-        "and the model service alone (its default configuration) run one after the other, the order rotating "
+        f"**{rounds} round{'s' if rounds != 1 else ''}**: in each, the monolith (one process, as it ran; and on "
+        "as many uvicorn workers as `make run` has API processes), the system as `make run` starts it (and the "
+        "same with decisions not explained) and the model service alone (its default configuration) run one "
+        "after the other, the order rotating "
         "from round to round; every figure is the median of the rounds, with the lowest and highest in "
         "parentheses. Ratios are taken within a round. Throughput counts successful (2xx) responses only. "
         "CPU per request is the CPU time of the system's processes (every process of each tree: BentoML's "
@@ -375,6 +409,7 @@ def markdown(results: dict[str, Any], *, images: str = "") -> str:
     lines.append("")
     lines += held_in_every_round(results)
     lines += headline(results)
+    lines += fair_baselines(results)
 
     lines += [
         "## Closed loop (wrk)",
@@ -444,6 +479,48 @@ def markdown(results: dict[str, Any], *, images: str = "") -> str:
     if results.get("skipped"):
         lines += ["## Not run", ""] + [f"- {k}: {v}" for k, v in results["skipped"].items()] + [""]
     return "\n".join(lines)
+
+
+def fair_baselines(results: dict[str, Any]) -> list[str]:
+    """The monolith on one process and on as many as the API has, beside the new system, per busy core:
+    which comparison answers which question."""
+    g = goals(results)
+    top = g["clients"]
+    per_core = g.get("requests_per_busy_core", {})
+    if "monolith_workers" not in per_core:
+        return []
+    workers = results["settings"].get("monolith_workers")
+    lines = [
+        f"## Fair baselines ({top} clients)",
+        "",
+        "- *The monolith as it ran (one process) against `make run`* answers: what does this machine serve with "
+        "the new system as shipped, against the original as shipped? It mixes two changes: the architecture, "
+        "and the number of processes that evaluate.",
+        f"- *The monolith on {workers} uvicorn workers (as many processes as `make run` has API processes) against "
+        "`make run`* answers: at equal process counts, what do the split into two services, the rules, the "
+        "records and the rest cost or buy?",
+        "- *Requests per busy core* answers: what does one core buy in each system, whatever number of cores "
+        "it keeps busy? Busy cores are the CPU time of the system's processes over the point (the load tool's "
+        "left out).",
+        "",
+        "| system | req/s | busy cores | req/s per busy core |",
+        "|---|---:|---:|---:|",
+    ]
+    for key in HEADLINE_KEYS:
+        p = _point(results, key, top)
+        if p and key in per_core:
+            cores = busy_cores(p)
+            lines.append(
+                f"| {LABELS[key]} | {_spread(p, 'throughput_rps')} | {cores:.2f} | {_range(per_core[key], '', 0)} |"
+            )
+    e = g.get("end_to_end_vs_monolith_workers")
+    if e:
+        lines += [
+            "",
+            f"End to end against the monolith on {workers} workers, each round: "
+            f"{', '.join(f'{x:.2f}×' for x in e['per_round'])} (median {e['ratio']['median']:.2f}×).",
+        ]
+    return [*lines, ""]
 
 
 def held_in_every_round(results: dict[str, Any]) -> list[str]:
@@ -687,6 +764,7 @@ def _statuses(by_status: dict[str, int]) -> str:
 
 COLORS = {
     "monolith": "#7f7f7f",
+    "monolith_workers": "#c7c7c7",
     "end_to_end": "#1f77b4",
     "end_to_end_unexplained": "#aec7e8",
     "model_service": "#2ca02c",

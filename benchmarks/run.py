@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "duration_s": duration_s,
             "clients": clients,
             "rounds": rounds,
+            "monolith_workers": systems.api_processes(),
             "fixed_rate_rps": rate_rps,
             "fixed_rate_users": args.rate_users,
             "bulk_customers": args.bulk_customers,
@@ -166,6 +167,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         def load_section() -> None:
             starts: dict[str, Callable[[], contextlib.AbstractContextManager[System]]] = {
                 "monolith": lambda: systems.monolith(log_dir=work),
+                # The fair baseline: the monolith on as many processes as the new system has API processes.
+                "monolith_workers": lambda: systems.monolith(log_dir=work, workers=systems.api_processes()),
                 "model_service": lambda: systems.model_service(log_dir=work),
             }
             if e2e:

@@ -110,12 +110,20 @@ def wait_until(url: str, *, timeout_s: float, status: int = 200, headers: dict[s
     raise RuntimeError(f"{url} did not answer {status} within {timeout_s:.0f}s")
 
 
-def monolith_server(*, log_dir: Path) -> Server:
+def api_processes() -> int:
+    """How many evaluation API processes `make run` starts here (the Makefile's API_WORKERS: one per
+    core): the worker count of the fair monolith baseline."""
+    return int(os.environ.get("API_WORKERS") or os.cpu_count() or 1)
+
+
+def monolith_server(*, log_dir: Path, workers: int = 1) -> Server:
+    """The original monolith: one uvicorn process, as it ran; `workers` > 1 is the same app under
+    uvicorn's own --workers, the way the original would have been given more cores."""
     port = servers.free_port()
     return Server(
-        name="monolith",
-        # One uvicorn process, as the original ran. No access log: the evaluation API runs without
-        # one too, so that logging configuration does not decide the comparison.
+        name="monolith" if workers == 1 else f"monolith-{workers}w",
+        # No access log: the evaluation API runs without one too, so that logging configuration does
+        # not decide the comparison.
         args=[
             str(VENV_BIN / "uvicorn"),
             "benchmarks.monolith.app:app",
@@ -124,6 +132,7 @@ def monolith_server(*, log_dir: Path) -> Server:
             "--port",
             str(port),
             "--no-access-log",
+            *(["--workers", str(workers)] if workers > 1 else []),
         ],
         port=port,
         ready_path="/openapi.json",  # the original had no health endpoint; FastAPI's schema route answers once it is up
@@ -164,15 +173,25 @@ def evaluation_api_server(*, log_dir: Path, model_url: str, db_path: Path, **env
 
 
 @contextlib.contextmanager
-def monolith(*, log_dir: Path) -> Iterator[System]:
-    with monolith_server(log_dir=log_dir) as server:
+def monolith(*, log_dir: Path, workers: int = 1) -> Iterator[System]:
+    with monolith_server(log_dir=log_dir, workers=workers) as server:
+        if workers > 1:
+            # uvicorn's supervisor forks its workers after the port answers; wait until every one is up,
+            # so that the first measured point does not pay for their imports.
+            deadline = time.monotonic() + 60
+            while _workers(_pid(server)) < workers and time.monotonic() < deadline:
+                time.sleep(0.2)
         yield System(
-            "monolith",
+            "monolith" if workers == 1 else f"monolith, {workers} workers",
             server.url,
             "/avaliar",
             workload.avaliar_body,
             {"monolith": _pid(server)},
-            {"processes": "1 uvicorn process, model in memory"},
+            {
+                "processes": "1 uvicorn process, model in memory"
+                if workers == 1
+                else f"uvicorn --workers {workers} (a supervisor and {workers} processes), model in memory in each"
+            },
         )
 
 

@@ -246,3 +246,40 @@ def test_the_explanations_cost_is_judged_within_each_round_at_one_client_and_at_
     cost = report.goals({**RESULTS, "load": load})["explanation_cost"]
     assert (cost["met"], cost["every_round"]) == (True, False)
     assert "explaining every decision" in report.markdown({**RESULTS, "load": load})
+
+
+def test_the_fair_baseline_is_compared_within_each_round_and_every_system_per_busy_core() -> None:
+    load = list(RESULTS["load"])
+    # The monolith on two workers: 1,250, 1,000 and 1,500 req/s against end to end's 1,300, 1,100 and
+    # 1,500 (1.04x, 1.1x, 1.0x), keeping 1.6 cores busy; the one-process monolith keeps 1.0 busy.
+    for round_no, rps in ((1, 1250), (2, 1000), (3, 1500)):
+        point = _point("monolith_workers", 64, rps, 70, round_no)
+        point["resources"] = {
+            "monolith": {"cpu_cores": 1.6, "peak_rss_mib": 400.0},
+            "load_generator": {"cpu_cores": 0.4, "peak_rss_mib": 10.0},
+        }
+        load.append(point)
+    results = {**RESULTS, "load": load, "settings": {**RESULTS["settings"], "monolith_workers": 2}}
+    goals = report.goals(results)
+
+    fair = goals["end_to_end_vs_monolith_workers"]
+    assert fair["per_round"] == [1.04, 1.1, 1.0]
+    assert fair["ratio"]["median"] == 1.04
+    assert fair["workers"] == 2
+    per_core = goals["requests_per_busy_core"]
+    # The load tool's 0.4 cores are not the system's: 1,250 / 1.6 = 781, 1,000 / 1.6 = 625, 1,500 / 1.6 = 938.
+    assert per_core["monolith_workers"] == {"median": 781, "min": 625, "max": 938}
+    assert per_core["monolith"] == {"median": 1000, "min": 1000, "max": 1200}
+    text = report.markdown(results)
+    assert "## Fair baselines (64 clients)" in text
+    assert "1.04×, 1.10×, 1.00× (median 1.04×)" in text
+    row = "| monolith, as many uvicorn workers as the API has processes | 1,250 (1,000–1,500) | 1.60 | 781 (625–938) |"
+    assert row in text
+    # Without the fair baseline in the run, the section is not written (nothing to compare).
+    assert "Fair baselines" not in report.markdown(RESULTS)
+
+
+def test_every_system_the_bench_runs_has_a_label_a_short_name_and_a_colour() -> None:
+    for key in report.ORDER:
+        assert key in report.LABELS and key in report.SHORT and key in report.COLORS, key
+    assert set(report.HEADLINE_KEYS) <= set(report.ORDER)

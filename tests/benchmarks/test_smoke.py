@@ -38,7 +38,10 @@ def test_load_and_bulk(tmp_path: Path) -> None:
 
     assert results["smoke"] is True
     keys = {p["key"] for p in results["load"]}
-    assert {"monolith", "end_to_end", "model_service"} <= keys
+    assert {"monolith", "monolith_workers", "end_to_end", "model_service"} <= keys
+    # The fair baseline runs on as many processes as the API has, each counted in its resources.
+    fair = next(p for p in results["load"] if p["key"] == "monolith_workers")
+    assert fair["resources"]["monolith"]["processes"] > results["settings"]["monolith_workers"]
     assert {p["round"] for p in results["load"]} == {1, 2}  # the systems alternate, round after round
     for point in results["load"]:
         assert point["ok"] > 0, point
@@ -54,7 +57,15 @@ def test_load_and_bulk(tmp_path: Path) -> None:
     assert ("monolith", "closed_loop") in modes
     headline = next(p for p in results["bulk"]["paths"] if p["headline"])
     assert headline["customers_per_s"] > 0
-    assert {"end_to_end_vs_monolith", "model_service_vs_monolith", "one_client_p50", "bulk"} <= results["goals"].keys()
+    assert {
+        "end_to_end_vs_monolith",
+        "end_to_end_vs_monolith_workers",
+        "requests_per_busy_core",
+        "model_service_vs_monolith",
+        "one_client_p50",
+        "bulk",
+    } <= results["goals"].keys()
+    assert "## Fair baselines" in (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert (tmp_path / "load.png").stat().st_size > 0
     assert (tmp_path / "resources.png").stat().st_size > 0
 
