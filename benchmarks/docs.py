@@ -99,7 +99,7 @@ def _rounds(results: dict[str, Any], key: str, clients: int, mode: str = "closed
 
 def _busy_cores(point: dict[str, Any]) -> float:
     """Cores the system itself kept busy (its processes, not the load tool)."""
-    return sum(r["cpu_cores"] for role, r in point.get("resources", {}).items() if role != "load_generator")
+    return float(sum(r["cpu_cores"] for role, r in point.get("resources", {}).items() if role != "load_generator"))
 
 
 def _system(results: dict[str, Any], key: str, clients: int) -> dict[str, Any] | None:
@@ -238,8 +238,7 @@ def context(
             "stack_monolith": _versus(results, STACK_KEY, "monolith", top),
         },
         "variants": {
-            key: _system(results, key, top)
-            for key in ("model_service_batching_on_1w", "model_service_batching_off_1w")
+            key: _system(results, key, top) for key in ("model_service_batching_on_1w", "model_service_batching_off_1w")
         },
         "bulk": next((p for p in results.get("bulk", {}).get("paths", []) if p.get("headline")), None),
         "fault": fault,
