@@ -18,7 +18,7 @@ export API_PORT ?= 8000
 export API_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 export RUN_DIR ?= $(CURDIR)/var
 
-.PHONY: help setup lock system-deps model import serve-model serve-api run test lint bench bento clean
+.PHONY: help setup lock system-deps model import serve-model serve-api run test lint bench report bento clean
 .PHONY: podman-deps podman-check images images-clean stack stack-down test-images
 
 # Images and the containerised stack (docs/DEPLOY.md): podman, no Docker engine or registry needed.
@@ -114,6 +114,9 @@ lint: setup ## Static checks: ruff (lint and format) and mypy --strict (pyprojec
 
 bench: setup system-deps import ## Run the benchmarks (3 rounds, about 11 minutes) and regenerate docs/results/; BENCH_ARGS="--only portfolio" for one section
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+report: setup ## Render docs/RELATORIO.md (pt-BR) from docs/results/*.json and build docs/RELATORIO.pdf (fpdf2, offline)
+	$(PY) -m benchmarks.docs --pdf
 
 podman-deps: ## Debian packages for the images: podman, runc, mmdebstrap (and netavark, aardvark-dns, catatonit)
 	@if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v mmdebstrap >/dev/null \

@@ -1,0 +1,63 @@
+"""`make report` builds the PDF, and the PDF holds the assignment's four answers."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from pypdf import PdfReader
+
+from benchmarks import docs
+
+ROOT = Path(__file__).resolve().parents[2]
+HEADINGS = ("Explicação do sistema", "Escolha da arquitetura", "Justificativa", "Resultados")
+
+
+def _recipe(target: str) -> list[str]:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    match = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", makefile, flags=re.MULTILINE)
+    assert match, f"the Makefile has no {target} target"
+    return [line.strip() for line in match.group(1).splitlines()]
+
+
+def test_make_report_renders_the_markdown_and_the_pdf() -> None:
+    assert _recipe("report") == ["$(PY) -m benchmarks.docs --pdf"]
+
+
+def test_the_pdf_builds_and_has_the_four_headings(tmp_path: Path) -> None:
+    # What `make report` runs, written to tmp_path instead of docs/ (make itself would first run
+    # `setup`, which installs into .venv).
+    md, pdf = tmp_path / "RELATORIO.md", tmp_path / "RELATORIO.pdf"
+    assert docs.main(["--out", str(md), "--pdf", str(pdf)]) == 0
+    assert md.read_text(encoding="utf-8") == docs.REPORT.read_text(encoding="utf-8")
+    reader = PdfReader(pdf)
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    lines = {line.strip() for line in text.splitlines()}
+    missing = [h for h in HEADINGS if h not in lines]
+    assert not missing, f"the PDF has no heading {missing}"
+    assert 8 <= len(reader.pages) <= 12, f"the report is {len(reader.pages)} pages; the assignment asks for 8 to 12"
+
+
+def test_the_same_results_give_the_same_pdf(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.pdf", tmp_path / "b.pdf"
+    for out in (a, b):
+        assert docs.main(["--out", str(tmp_path / "R.md"), "--pdf", str(out)]) == 0
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_a_missing_measurement_is_said_in_words_not_as_a_number(tmp_path: Path) -> None:
+    results = json.loads((docs.RESULTS / "results.json").read_text(encoding="utf-8"))
+    assert not any(p["key"] in (docs.MONOLITH_WORKERS_KEY, docs.STACK_KEY) for p in results["load"])
+    text = docs.REPORT.read_text(encoding="utf-8")
+    assert "Linha de base justa: não medida nesta execução" in text
+    assert "O caminho de produção: não medido nesta execução" in text
+    # With the fair baseline measured (here: the monolith's points under the new key), the sentence
+    # gives way to its figures.
+    shutil.copy(docs.RESULTS / "portfolio.json", tmp_path / "portfolio.json")
+    extra = [{**p, "key": docs.MONOLITH_WORKERS_KEY} for p in results["load"] if p["key"] == "monolith"]
+    (tmp_path / "results.json").write_text(json.dumps({**results, "load": results["load"] + extra}), encoding="utf-8")
+    measured = docs.render(tmp_path)
+    assert "Linha de base justa: não medida" not in measured
+    assert "**Linha de base justa:** o monólito com" in measured
