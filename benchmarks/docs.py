@@ -31,6 +31,8 @@ from typing import Any
 
 import jinja2
 
+from benchmarks.report import busy_cores, rounds_of
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 RESULTS = DOCS / "results"
@@ -89,22 +91,9 @@ def _spread(xs: Iterable[float]) -> dict[str, float]:
 # --- The figures the template quotes -----------------------------------------------------------------
 
 
-def _rounds(results: dict[str, Any], key: str, clients: int, mode: str = "closed_loop") -> dict[int, dict[str, Any]]:
-    return {
-        int(p.get("round", 1)): p
-        for p in results.get("load", [])
-        if p["key"] == key and p["clients"] == clients and p["mode"] == mode
-    }
-
-
-def _busy_cores(point: dict[str, Any]) -> float:
-    """Cores the system itself kept busy (its processes, not the load tool)."""
-    return float(sum(r["cpu_cores"] for role, r in point.get("resources", {}).items() if role != "load_generator"))
-
-
 def _system(results: dict[str, Any], key: str, clients: int) -> dict[str, Any] | None:
     """One system at one load, over its rounds: medians and spreads of what the report quotes."""
-    rounds = list(_rounds(results, key, clients).values())
+    rounds = list(rounds_of(results, key, clients).values())
     if not rounds:
         return None
     memory: dict[str, float] = {}
@@ -125,8 +114,8 @@ def _system(results: dict[str, Any], key: str, clients: int) -> dict[str, Any] |
         "p99": _spread(p["latency_ms"]["p99"] for p in rounds),
         "errors": sum(p["errors"]["total"] for p in rounds),
         "cpu_ms": _spread(p["cpu_ms_per_request"]["system"] for p in rounds),
-        "busy_cores": _spread(_busy_cores(p) for p in rounds),
-        "rps_per_core": _spread(p["throughput_rps"] / max(_busy_cores(p), 1e-9) for p in rounds),
+        "busy_cores": _spread(busy_cores(p) for p in rounds),
+        "rps_per_core": _spread(p["throughput_rps"] / max(busy_cores(p), 1e-9) for p in rounds),
         "memory_mib": memory,
         "memory_total_mib": sum(memory.values()),
         "processes": processes,
@@ -135,13 +124,13 @@ def _system(results: dict[str, Any], key: str, clients: int) -> dict[str, Any] |
 
 def _versus(results: dict[str, Any], key: str, base: str, clients: int) -> dict[str, Any] | None:
     """key against base, round by round (the two ran minutes apart, in alternation)."""
-    a, b = _rounds(results, key, clients), _rounds(results, base, clients)
+    a, b = rounds_of(results, key, clients), rounds_of(results, base, clients)
     common = sorted(a.keys() & b.keys())
     if not common:
         return None
     pairs = [(a[r], b[r]) for r in common]
     per_core = [
-        (x["throughput_rps"] / max(_busy_cores(x), 1e-9)) / max(y["throughput_rps"] / max(_busy_cores(y), 1e-9), 1e-9)
+        (x["throughput_rps"] / max(busy_cores(x), 1e-9)) / max(y["throughput_rps"] / max(busy_cores(y), 1e-9), 1e-9)
         for x, y in pairs
     ]
     return {

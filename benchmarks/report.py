@@ -82,7 +82,7 @@ def _median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 
 
-def _rounds(results: dict[str, Any], key: str, clients: int, mode: str = "closed_loop") -> dict[int, dict[str, Any]]:
+def rounds_of(results: dict[str, Any], key: str, clients: int, mode: str = "closed_loop") -> dict[int, dict[str, Any]]:
     """The raw points of one system at one load, by round (a run without rounds is round 1)."""
     return {
         int(p.get("round", 1)): p
@@ -141,7 +141,7 @@ def aggregate(points: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _point(results: dict[str, Any], key: str, clients: int, mode: str = "closed_loop") -> dict[str, Any] | None:
     """The system at that load over every round: medians and spread (see aggregate)."""
-    points = list(_rounds(results, key, clients, mode).values())
+    points = list(rounds_of(results, key, clients, mode).values())
     return aggregate(points) if points else None
 
 
@@ -174,7 +174,7 @@ def _ratios(
     results: dict[str, Any], key: str, base: str, clients: int
 ) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
     """Rounds in which both systems ran at that load: (round, point of key, point of base)."""
-    a, b = _rounds(results, key, clients), _rounds(results, base, clients)
+    a, b = rounds_of(results, key, clients), rounds_of(results, base, clients)
     return [(r, a[r], b[r]) for r in sorted(a.keys() & b.keys())]
 
 
@@ -241,7 +241,7 @@ def goals(results: dict[str, Any]) -> dict[str, Any]:
                 for x, (_, s, _) in zip(ratios, pairs, strict=True)
             ),
         }
-    lone = _rounds(results, "end_to_end", 1)
+    lone = rounds_of(results, "end_to_end", 1)
     if lone:
         p50s = [p["latency_ms"]["p50"] for p in lone.values()]
         out["one_client_p50"] = {
@@ -255,7 +255,7 @@ def goals(results: dict[str, Any]) -> dict[str, Any]:
         out["explanation_cost"] = explained
     cpu: dict[str, Any] = {}
     for key in HEADLINE_KEYS:
-        rounds = _rounds(results, key, top)
+        rounds = rounds_of(results, key, top)
         xs = [p["cpu_ms_per_request"]["system"] for p in rounds.values() if p.get("cpu_ms_per_request")]
         if xs:
             cpu[key] = _summary(xs, 3)
@@ -280,7 +280,7 @@ def _per_busy_core(results: dict[str, Any], key: str, clients: int) -> list[floa
     """Requests per second per busy core, each round: what a core buys, whatever the number of cores a
     system keeps busy (a system on more processes is not credited for the cores it takes)."""
     return [
-        p["throughput_rps"] / cores for p in _rounds(results, key, clients).values() if (cores := busy_cores(p)) > 0
+        p["throughput_rps"] / cores for p in rounds_of(results, key, clients).values() if (cores := busy_cores(p)) > 0
     ]
 
 
