@@ -9,11 +9,12 @@ The decision is the strictest of the segment's decision and of every hard rule t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from contract import DECISIONS, SEGMENTS_BY_KEY, Decision, Figures
 
@@ -66,25 +67,96 @@ class Policy(_Strict):
     segments: dict[str, SegmentRule]
     rules: HardRules
 
-    @model_validator(mode="after")
-    def _every_segment_once(self) -> Policy:
-        if set(self.segments) != set(SEGMENTS_BY_KEY):
-            missing = sorted(set(SEGMENTS_BY_KEY) - set(self.segments))
-            unknown = sorted(set(self.segments) - set(SEGMENTS_BY_KEY))
+    @field_validator("segments")
+    @classmethod
+    def _every_segment_once(cls, segments: dict[str, SegmentRule]) -> dict[str, SegmentRule]:
+        if set(segments) != set(SEGMENTS_BY_KEY):
+            missing = sorted(set(SEGMENTS_BY_KEY) - set(segments))
+            unknown = sorted(set(segments) - set(SEGMENTS_BY_KEY))
             raise ValueError(f"segments must be exactly the model's: missing {missing}, unknown {unknown}")
-        return self
+        return segments
+
+
+@dataclass(frozen=True)
+class PolicyProblem:
+    """One broken rule of a policy file: where (the line, 1-based, when the file has one for it), what
+    (the setting's path, e.g. rules.high_utilization.max_ratio) and the rule it breaks."""
+
+    line: int | None
+    location: str
+    rule: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line is not None else ""
+        return f"{where}{self.location or '(the file)'}: {self.rule}"
 
 
 class PolicyError(ValueError):
-    """The policy file cannot be used; the message says where."""
+    """The policy file cannot be used; the message says where (the file, and each problem's line)."""
+
+    def __init__(self, message: str, problems: tuple[PolicyProblem, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
 
 
-def load_policy(path: Path) -> Policy:
+def load_policy(path: Path, *, source: str | None = None) -> Policy:
+    """The policy in this file; errors name `source` (default: the path), e.g. an upload's own name."""
+    name = source if source is not None else str(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except OSError as exc:
+        raise PolicyError(f"{name}: {exc.strerror or exc}") from exc
+    return parse_policy(text, source=name)
+
+
+def parse_policy(text: str, *, source: str = "policy") -> Policy:
+    """A policy from its YAML text. PolicyError names the source and, for each problem, its line."""
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = PolicyProblem(line, "", f"not valid YAML: {getattr(exc, 'problem', None) or exc}")
+        raise PolicyError(f"{source}: {problem}", (problem,)) from exc
+    try:
         return Policy.model_validate(data)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValidationError) as exc:
-        raise PolicyError(f"{path}: {exc}") from exc
+    except ValidationError as exc:
+        problems = tuple(
+            PolicyProblem(_line_of(root, _where(data, error["loc"])), ".".join(map(str, error["loc"])), error["msg"])
+            for error in exc.errors(include_url=False)
+        )
+        raise PolicyError(f"{source}: " + "; ".join(str(p) for p in problems), problems) from exc
+
+
+def _where(data: Any, loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """An unknown segment is reported at its own key, not at `segments:`."""
+    if loc == ("segments",) and isinstance(data, dict) and isinstance(data.get("segments"), dict):
+        unknown = [key for key in data["segments"] if key not in SEGMENTS_BY_KEY]
+        if unknown:
+            return ("segments", unknown[0])
+    return loc
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """The line of the YAML node at `loc` (pydantic's path), or of the nearest enclosing one that exists:
+    a missing setting is reported at the mapping that lacks it."""
+    node, line = root, (root.start_mark.line + 1 if root is not None else None)
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == part), None)
+            if match is None:
+                break
+            key, node = match
+            line = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
 
 
 class Reason(_Strict):

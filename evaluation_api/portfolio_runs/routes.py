@@ -7,6 +7,7 @@ under PORTFOLIO_RUN_DIR, checks cheaply that it is a table, and queues the run.
 
 from __future__ import annotations
 
+import functools
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -233,7 +234,10 @@ async def create_run(
                 candidate_path = directory / runs.CANDIDATE
                 await run_in_threadpool(_copy, candidate, candidate_path, MAX_POLICY_BYTES)
                 try:
-                    await run_in_threadpool(load_policy, candidate_path)
+                    # Named as the analyst named it: the server's paths are not theirs to see.
+                    await run_in_threadpool(
+                        functools.partial(load_policy, candidate_path, source=candidate.filename or "política")
+                    )
                 except PolicyError as exc:
                     raise _invalid("candidate_policy", "policy", f"Política candidata recusada: {exc}") from None
             event = audit.event(

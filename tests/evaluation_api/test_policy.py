@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from contract import SEGMENTS, SEGMENTS_BY_KEY, Figures
-from decisioning.policy import SEVERITY, Policy, PolicyError, brl, decide, load_policy
+from decisioning.policy import SEVERITY, Policy, PolicyError, brl, decide, load_policy, parse_policy
 from tests.evaluation_api.conftest import PACKAGED_POLICY
 from tests.utils.evaluations import SEGMENT_DECISIONS
 
@@ -292,3 +292,56 @@ def test_large_amounts_are_formatted_in_pt_br(policy: Policy) -> None:
 )
 def test_brl_formats_amounts_in_pt_br(amount: float, text: str) -> None:
     assert brl(amount) == text
+
+
+# --- a refused policy names the line and the rule ---------------------------------------------------
+
+
+def _line(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def _refused(text: str) -> PolicyError:
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(text, source="candidata.yaml")
+    assert str(caught.value).startswith("candidata.yaml: ")
+    return caught.value
+
+
+def test_an_unknown_segment_is_refused_at_its_own_line() -> None:
+    text = PACKAGED_POLICY.read_text(encoding="utf-8").replace("  least_active:\n", "  least_activ:\n")
+    error = _refused(text)
+    [problem] = error.problems
+    assert problem.line == _line(text, "least_activ:")
+    assert problem.location == "segments"
+    assert "unknown ['least_activ']" in problem.rule and "missing ['least_active']" in problem.rule
+    assert f"line {problem.line}: segments: " in str(error)
+
+
+def test_a_reason_message_naming_a_figure_the_rules_do_not_fill_is_refused_at_its_line() -> None:
+    text = PACKAGED_POLICY.read_text(encoding="utf-8").replace(
+        '"Saldo devedor usa mais de 90% do limite de crédito."', '"Pagamentos de R$ {payments}."'
+    )
+    [problem] = _refused(text).problems
+    assert problem.line == _line(text, "{payments}")
+    assert problem.location == "rules.high_utilization.message"
+    assert "{balance}, {credit_limit}, {cash_advance}" in problem.rule
+
+
+def test_a_segment_without_its_message_and_a_rule_of_unknown_name_are_both_reported() -> None:
+    text = PACKAGED_POLICY.read_text(encoding="utf-8")
+    without = "\n".join(
+        line for line in text.splitlines() if "Perfil de baixo uso e sem pagamentos" not in line
+    ).replace("  high_utilization:\n", "  high_utilisation:\n")
+    problems = {p.location: p for p in _refused(without + "\n").problems}
+    # The missing message is reported at the segment that lacks it.
+    assert problems["segments.least_active.message"].line == _line(without, "least_active:")
+    assert problems["segments.least_active.message"].rule == "Field required"
+    assert problems["rules.high_utilisation"].line == _line(without, "high_utilisation:")
+    assert problems["rules.high_utilisation"].rule == "Extra inputs are not permitted"
+    assert problems["rules.high_utilization"].rule == "Field required"
+
+
+def test_yaml_that_does_not_parse_is_refused_at_its_line() -> None:
+    [problem] = _refused("version: x\nsegments:\n  a: [unclosed\nrules: {}\n").problems
+    assert problem.line == 4 and "not valid YAML" in problem.rule

@@ -194,6 +194,8 @@ def test_the_upload_field_and_the_candidate_policy_are_checked(client: TestClien
     refused = upload(client, portfolio_csv(2), candidate=b"version: x\nsegments: nope\n")
     assert refused.status_code == 422, refused.text
     assert refused.json()["errors"][0]["field"] == "candidate_policy"
+    # The analyst is told where: the line of the setting and the rule it breaks.
+    assert "line 2: segments: " in refused.json()["errors"][0]["message"]
 
 
 def test_an_upload_over_the_limit_is_413(start_app: Callable[..., Any]) -> None:
@@ -322,3 +324,15 @@ def test_the_api_side_of_the_queue_imports_nothing_of_the_worker_and_cannot_run_
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert "executed by the worker" in done.stdout
+
+
+def test_a_refused_candidate_policy_names_the_uploaded_file_and_never_the_servers_path(
+    client: TestClient, tmp_path: Path
+) -> None:
+    text = CANDIDATE_POLICY.read_text(encoding="utf-8").replace("max_ratio: 0.9", "max_ratio: -1", 1)
+    refused = upload(client, portfolio_csv(2), candidate=text.encode())
+    assert refused.status_code == 422, refused.text
+    message = refused.json()["errors"][0]["message"]
+    assert message.startswith("Política candidata recusada: candidata.yaml: line ")
+    assert "greater than 0" in message
+    assert str(tmp_path) not in message and "portfolio-runs" not in message
