@@ -112,7 +112,7 @@ lint: setup ## Static checks: ruff (lint and format) and mypy --strict (pyprojec
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: setup system-deps import ## Run the benchmarks (3 rounds, about 11 minutes) and regenerate docs/results/; BENCH_ARGS="--only portfolio" for one section
+bench: setup system-deps import ## Run the benchmarks (3 rounds, about 15 minutes) and regenerate docs/results/; BENCH_ARGS="--only portfolio" for one section
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 report: setup ## Render docs/RELATORIO.md (pt-BR) from docs/results/*.json and build docs/RELATORIO.pdf (fpdf2, offline)

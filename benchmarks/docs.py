@@ -218,6 +218,8 @@ def context(
             "model_ratio": report.GOAL_MODEL_VS_MONOLITH,
             "one_client_p50_ms": report.GOAL_ONE_CLIENT_P50_MS,
             "bulk": report.GOAL_BULK,
+            "explained_ratio": report.GOAL_EXPLAINED_THROUGHPUT,
+            "explanation_ms": report.GOAL_EXPLANATION_MS,
         },
         "s": systems,
         "vs": {
