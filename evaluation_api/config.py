@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     # Deadlines a statement of a decision gives the customer, in calendar days: the answer to a request
     # for human review (the law sets none; the issuer's own term), and to a request for the main
     # elements and criteria of the analysis (Lei 12.414/2011 art. 5: 10 days).
+    # Change control (evaluation_api/releases/): how often each process reads the newest release, and how
+    # far ahead of its promotion a release takes effect, so that every process has read it by then and
+    # all switch at the same instant (at least two polls).
+    release_poll_s: float = Field(0.5, gt=0, le=60)
+    release_switch_delay_s: float = Field(2.0, ge=0, le=600)
+    # Challenger decisions waiting to be stored; beyond this they are dropped (counted), never waited for.
+    shadow_queue_max: int = Field(20_000, ge=1, le=1_000_000)
     review_due_days: int = Field(15, ge=1, le=90)
     information_due_days: int = Field(10, ge=1, le=10)
     # Monitoring (/metrics): input drift (PSI), segment and decision mix over the newest evaluations.
@@ -177,6 +184,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "DATABASE_LOCK_TIMEOUT_S <= DATABASE_STATEMENT_TIMEOUT_S < RECORD_COMMIT_TIMEOUT_S must hold: "
                 "a stuck statement must fail before the evaluation stops waiting for it"
+            )
+        if self.release_switch_delay_s < 2 * self.release_poll_s:
+            raise ValueError(
+                "RELEASE_SWITCH_DELAY_S must be at least twice RELEASE_POLL_S: every process must read a release "
+                "before it takes effect"
             )
         if not self.policy_path.is_file():
             raise ValueError(f"POLICY_PATH {self.policy_path} is not a file")

@@ -17,6 +17,8 @@ from fastapi.staticfiles import StaticFiles
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from contract import DECISIONS, FEATURE_NAMES, SEGMENT_KEYS
@@ -49,6 +51,9 @@ from evaluation_api.portfolio_runs import routes as portfolio_runs
 from evaluation_api.privacy import routes as data_subjects
 from evaluation_api.privacy.encryption import load_data_keys
 from evaluation_api.records.writer import RecordWriter
+from evaluation_api.releases import registry
+from evaluation_api.releases import routes as releases
+from evaluation_api.releases.live import LivePolicies, ReleasePoller, ShadowScorer
 from evaluation_api.reviews import routes as reviews
 from evaluation_api.reviews import store as review_store
 from evaluation_api.reviews.clock import ReviewClock
@@ -117,6 +122,7 @@ def _lifespan(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Read and validated first: a broken POLICY_PATH stops the start, as it always did.
         policy = load_policy(settings.policy_path)
         engine = make_engine(
             settings.database_url,
@@ -148,16 +154,21 @@ def _lifespan(
             inline=settings.record_inline,
         )
         model = ModelClient.from_settings(settings, tracer=tracer)
+        policies = LivePolicies(policy)
+        poller = ReleasePoller(engine, policies, interval_s=settings.release_poll_s, registry_metrics=metrics.registry)
+        await asyncio.to_thread(_load_releases, settings, engine, poller)
+        shadow = ShadowScorer(engine, queue_max=settings.shadow_queue_max, registry_metrics=metrics.registry)
         app.state.settings = settings
         app.state.engine = engine
         app.state.data_keys = data_keys
         app.state.identity = await asyncio.to_thread(Identity.start, settings, engine)
         app.state.model_client = model
         app.state.record_writer = writer
-        explainer = Explainer(policy) if settings.explain_decisions else None
+        explainer = Explainer() if settings.explain_decisions else None
+        app.state.policies = policies
         app.state.evaluator = Evaluator(
             model=model,
-            policy=policy,
+            policies=policies,
             writer=writer,
             keys=data_keys,
             metrics=metrics,
@@ -165,6 +176,7 @@ def _lifespan(
             explainer=explainer,
             monitor=monitor,
             tracer=tracer,
+            shadow=shadow,
         )
 
         async def metadata() -> dict[str, Any]:
@@ -176,24 +188,51 @@ def _lifespan(
             return answer
 
         monitor.start(metadata)
+        poller.start()
         # What is loaded by now lives as long as the process: keep it out of the collector's scans,
         # whose full passes otherwise show as latency spikes under load.
         gc.freeze()
         # A young-generation pass every 100,000 allocations instead of 700: each evaluation allocates
         # many short-lived objects, and frequent passes cost CPU on every request (as in service.py).
         gc.set_threshold(100_000, 50, 100)
-        logger.info("evaluation API ready (policy %s, model service %s)", policy.version, settings.model_service_url)
+        logger.info(
+            "evaluation API ready (policy %s, model service %s)", policies.policy().version, settings.model_service_url
+        )
         try:
             yield
         finally:
+            await poller.stop()
             await monitor.stop()
             await model.aclose()
+            await asyncio.to_thread(shadow.close)
             await asyncio.to_thread(writer.close)
             engine.dispose()
             if own_provider is not None:
                 await asyncio.to_thread(own_provider.shutdown)  # sends the spans still buffered
 
     return lifespan
+
+
+def _load_releases(settings: Settings, engine: Engine, poller: ReleasePoller) -> None:
+    """Seed the registry with POLICY_PATH (version 1, live) on the first start, then read what is live.
+    If the database cannot be read now, the file's policy decides until the first poll that reads it:
+    no decision is recorded meanwhile anyway, since every decision needs its record."""
+    text = settings.policy_path.read_text(encoding="utf-8")
+    try:
+        registry.seed(engine, text, source=str(settings.policy_path))
+        poller.read_now()
+    except SQLAlchemyError as exc:
+        logger.warning("release registry not read at start (%s): the policy file decides until it is", exc)
+        return
+    live = poller.live
+    if live is not None and registry.sha256_of(text) != registry.sha256_of(live.text):
+        logger.warning(
+            "POLICY_PATH (%s) is not the live policy version %s (%s): the registry decides; register the file "
+            "as a new version to change it (README, 'Changing the policy')",
+            settings.policy_path,
+            live.id,
+            live.label,
+        )
 
 
 def _add_middleware(app: FastAPI, settings: Settings, registry: CollectorRegistry) -> None:
@@ -223,6 +262,7 @@ def _add_routes(app: FastAPI, settings: Settings, registry: CollectorRegistry) -
         data_subjects,
         portfolio_runs,
         statements,
+        releases,
     ):
         app.include_router(domain.router)
 

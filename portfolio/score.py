@@ -51,6 +51,7 @@ def score(
     input_path: str,
     output_path: str,
     policy_path: Path = DEFAULT_POLICY,
+    policy: Policy | None = None,
     candidate_path: Path | None = None,
     engine: Engine = "local",
     spark_master: str | None = None,
@@ -64,8 +65,10 @@ def score(
     Raises PortfolioError (InputError for the file itself) with a plain message on anything that is
     not a bug: a missing column, an unreadable file, a refused model or policy. `on_progress` gets
     (rows_done, rows_total) after each batch is written (local engine; rows_total is an estimate for
-    CSV until the last call)."""
-    policy, candidate = _policies(policy_path, candidate_path)
+    CSV until the last call). `policy`, when given, decides instead of `policy_path`'s file: the
+    worker passes the registry's live version (evaluation_api/releases/)."""
+    loaded, candidate = _policies(policy_path, candidate_path)
+    policy = policy or loaded
     model = _model(pickle_path, card_path)
     if engine == "spark":
         from portfolio.spark_engine import run_spark  # PySpark only when asked for

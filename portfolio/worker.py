@@ -28,9 +28,11 @@ from huey import Huey, crontab
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from decisioning.policy import Policy
 from evaluation_api.config import Settings, get_settings
 from evaluation_api.database import make_engine
 from evaluation_api.portfolio_runs import store as runs
+from evaluation_api.releases import registry as releases
 from portfolio.batch import PortfolioError
 from portfolio.score import score
 
@@ -86,8 +88,12 @@ def execute(settings: Settings, run_id: str) -> None:
     assert run is not None
     result_dir = Path(run.result_dir)
     try:
+        # The policy live now, as the API's evaluations use it, never the packaged file: a promotion
+        # applies to portfolio runs too.
+        live = _live_policy(engine, settings)
         summary = score(
             input_path=run.input_path,
+            policy=live,
             output_path=str(result_dir / runs.RESULT_PARQUET),
             candidate_path=Path(run.candidate_path) if run.candidate_path else None,
             on_progress=Progress(engine, run_id, settings.portfolio_progress_interval_s),
@@ -103,6 +109,14 @@ def execute(settings: Settings, run_id: str) -> None:
         return
     runs.succeed(engine, run_id, summary)
     logger.info("portfolio run %s succeeded: %s rows", run_id, summary["rows_total"])
+
+
+def _live_policy(engine: Engine, settings: Settings) -> Policy:
+    try:
+        return releases.state(engine).live.policy
+    except LookupError:  # no API has started on this database yet: its first start would seed the same
+        releases.seed(engine, settings.policy_path.read_text(encoding="utf-8"), source=str(settings.policy_path))
+        return releases.state(engine).live.policy
 
 
 STARTUP_WAIT_S = 120

@@ -44,6 +44,12 @@ ACTIONS = (
     "portfolio_run.download",
     # A statement of a decision given to the customer (evaluation_api/statements/).
     "statement.issue",
+    # Change control (evaluation_api/releases/).
+    "policy_version.create",
+    "challenger.start",
+    "challenger.stop",
+    "release.promote",
+    "release.rollback",
 )
 
 

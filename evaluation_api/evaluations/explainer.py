@@ -21,8 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 class Explainer:
-    def __init__(self, policy: Policy) -> None:
-        self.policy = policy
+    def __init__(self) -> None:
         self.geometry: Geometry | None = None
         self.problem: str | None = None  # why the last /metadata answer could not be used, if it could not
 
@@ -37,10 +36,11 @@ class Explainer:
             logger.info("explanations use model version %s", self.geometry.model_version)
 
     def explain(
-        self, figures: Figures, segment_id: int, decision: Decision, model_version: str
+        self, policy: Policy, figures: Figures, segment_id: int, decision: Decision, model_version: str
     ) -> dict[str, Any] | None:
-        """decisioning.explanation.explain's stored form (describe() gives its sentences)."""
+        """decisioning.explanation.explain's stored form (describe() gives its sentences), on the policy
+        that made the decision."""
         geometry = self.geometry
         if geometry is None or geometry.model_version != model_version:
             return None
-        return explain(geometry, self.policy, figures, segment_id, decision)
+        return explain(geometry, policy, figures, segment_id, decision)

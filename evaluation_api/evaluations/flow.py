@@ -12,7 +12,7 @@ from opentelemetry import trace
 
 from contract import MODEL_NAME, SEGMENTS_BY_KEY
 from decisioning.explanation import describe
-from decisioning.policy import Policy, decide
+from decisioning.policy import decide
 from evaluation_api.errors import (
     DatabaseBusy,
     DatabaseUnavailable,
@@ -35,6 +35,7 @@ from evaluation_api.observability.monitoring import DriftMonitor
 from evaluation_api.observability.tracing import span
 from evaluation_api.privacy.encryption import DataKeys
 from evaluation_api.records.writer import RecordNotWritten, RecordOutcomeUnknown, RecordQueueFull, RecordWriter
+from evaluation_api.releases.live import LivePolicies, ShadowItem, ShadowScorer
 
 
 @dataclass
@@ -42,7 +43,7 @@ class Evaluator:
     """Everything an evaluation needs, made once per app in its lifespan."""
 
     model: ModelClient
-    policy: Policy
+    policies: LivePolicies  # the live policy (a promotion swaps it in every process) and the challenger
     writer: RecordWriter
     keys: DataKeys
     metrics: Metrics
@@ -50,6 +51,7 @@ class Evaluator:
     explainer: Explainer | None = None  # None: decisions are not explained (a test's choice)
     monitor: DriftMonitor | None = None
     tracer: trace.Tracer | None = None  # None: tracing off
+    shadow: ShadowScorer | None = None  # None: no challenger is ever run (a test's choice)
     # Evaluations of this process between their start and their answer: at 1, the record may be
     # committed on the event loop (RecordWriter.write's `lone`), since nothing else waits for it.
     in_flight: int = field(default=0, init=False)
@@ -107,9 +109,11 @@ class Evaluator:
                 "O modelo em execução não é compatível com esta versão do serviço.", retry_after_s=30
             )
 
-        outcome = decide(self.policy, figures, segment.key)
+        # One policy object for the decision, its explanation and the record's policy_version.
+        policy = self.policies.policy()
+        outcome = decide(policy, figures, segment.key)
         explanation = (
-            self.explainer.explain(figures, segment.id, outcome.decision, prediction.model_version)
+            self.explainer.explain(policy, figures, segment.id, outcome.decision, prediction.model_version)
             if self.explainer is not None
             else None
         )
@@ -132,7 +136,7 @@ class Evaluator:
             "explanation": explanation,
             "model_name": MODEL_NAME,
             "model_version": prediction.model_version,
-            "policy_version": self.policy.version,
+            "policy_version": policy.version,
             "evaluated_at": now,
             "created_at": now,
             "created_by": created_by,
@@ -150,6 +154,11 @@ class Evaluator:
             self.metrics.failures.labels("record_unconfirmed").inc()
             raise RecordUnconfirmed(evaluation_id) from None
         self.metrics.decisions.labels(outcome.decision, segment.key).inc()
+        challenger = self.policies.challenger
+        if challenger is not None and self.shadow is not None:
+            self.shadow.submit(
+                ShadowItem(evaluation_id, challenger[0], challenger[1], figures, segment.key, outcome.decision)
+            )
         if self.monitor is not None:
             self.monitor.observe(figures, segment.key, outcome.decision, prediction.model_version)
         return EvaluationPublic(
@@ -160,7 +169,7 @@ class Evaluator:
             # The sentences are made only for an answer that shows them (/avaliar's does not).
             explanation=describe(explanation, figures) if explanation is not None and channel == "api" else None,
             model=ModelRef(name=MODEL_NAME, version=prediction.model_version),
-            policy_version=self.policy.version,
+            policy_version=policy.version,
             evaluated_at=now,
             request_id=request_id,
         )

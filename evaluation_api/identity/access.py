@@ -33,6 +33,8 @@ PUBLIC: Final = "public"
 Rule = frozenset[Role] | Literal["public"]
 ANY_ROLE: Final[frozenset[Role]] = frozenset(Role)
 _READERS = frozenset({Role.ANALYST, Role.SYSTEM, Role.REVIEWER, Role.AUDITOR, Role.DPO})
+_CHANGERS = frozenset({Role.RISK, Role.ADMIN})
+_CHANGE_READERS = frozenset({Role.RISK, Role.ADMIN, Role.AUDITOR})
 
 # (method, path template) → who may call it. docs/API.md, "Who may call what", mirrors this table.
 RULES: dict[tuple[str, str], Rule] = {
@@ -80,6 +82,19 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/portfolio-runs"): frozenset({Role.ANALYST, Role.AUDITOR}),
     ("GET", "/api/v1/portfolio-runs/{run_id}"): frozenset({Role.ANALYST, Role.AUDITOR}),
     ("GET", "/api/v1/portfolio-runs/{run_id}/result"): frozenset({Role.ANALYST, Role.AUDITOR}),
+    # Change control: the risk team (and admins) register policy versions, run challengers, promote
+    # (never their own version: four eyes, in evaluation_api/releases/registry.py) and roll back;
+    # auditors read it all.
+    ("POST", "/api/v1/policy-versions"): _CHANGERS,
+    ("GET", "/api/v1/policy-versions"): _CHANGE_READERS,
+    ("GET", "/api/v1/policy-versions/{version_id}"): _CHANGE_READERS,
+    ("POST", "/api/v1/challengers"): _CHANGERS,
+    ("GET", "/api/v1/challengers"): _CHANGE_READERS,
+    ("POST", "/api/v1/challengers/{challenger_id}/stop"): _CHANGERS,
+    ("GET", "/api/v1/challengers/{challenger_id}/report"): _CHANGE_READERS,
+    ("POST", "/api/v1/challengers/{challenger_id}/promote"): _CHANGERS,
+    ("GET", "/api/v1/releases"): _CHANGE_READERS,
+    ("POST", "/api/v1/releases/rollback"): _CHANGERS,
     # Accounts.
     ("GET", "/api/v1/accounts"): frozenset({Role.ADMIN}),
     ("POST", "/api/v1/accounts"): frozenset({Role.ADMIN}),

@@ -13,6 +13,7 @@ class Role(StrEnum):
     DPO = "dpo"  # the data-protection officer: data-subject requests
     SYSTEM = "system"  # another system calling /avaliar or /api/v1/evaluations
     ADMIN = "admin"  # manages accounts
+    RISK = "risk"  # the risk team: policy versions, challengers, promotion and rollback
 
 
 ROLES: tuple[str, ...] = tuple(role.value for role in Role)

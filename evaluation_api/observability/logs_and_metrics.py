@@ -140,6 +140,7 @@ class Metrics:
     """The evaluation API's own metrics, on the app's registry (one per app: tests make many apps)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry  # for the metrics of other parts of the app (releases/live.py)
         self.decisions = Counter(
             "evaluation_decisions_total",
             "Decisions made, by decision and segment",

@@ -28,6 +28,8 @@ PARAM_VALUES = {
     "case_id": str(uuid.uuid4()),
     "customer_id": "nobody-here",
     "run_id": str(uuid.uuid4()),
+    "version_id": "999",
+    "challenger_id": "999",
 }
 
 
