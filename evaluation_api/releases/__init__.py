@@ -1,0 +1,1 @@
+"""Change control: policy versions, challengers in shadow, promotion and rollback (registry.py says how)."""
