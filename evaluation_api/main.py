@@ -222,7 +222,10 @@ def _load_releases(settings: Settings, engine: Engine, poller: ReleasePoller) ->
         registry.seed(engine, text, source=str(settings.policy_path))
         poller.read_now()
     except SQLAlchemyError as exc:
-        logger.warning("release registry not read at start (%s): the policy file decides until it is", exc)
+        # The exception's name only: its text may carry the statement's parameters.
+        logger.warning(
+            "release registry not read at start (%s): the policy file decides until it is", type(exc).__name__
+        )
         return
     live = poller.live
     if live is not None and registry.sha256_of(text) != registry.sha256_of(live.text):

@@ -24,9 +24,9 @@ from decisioning.policy import Policy, parse_policy
 from evaluation_api.audit import trail as audit
 from evaluation_api.database import as_utc
 from evaluation_api.releases.table import ChallengerRow, PolicyVersionRow, ReleaseRow, ShadowDecisionRow
+from evaluation_api.reviews.rules import justification_problem
 
 SEED_ACTOR = "system:seed"
-MIN_JUSTIFICATION = 20
 MAX_POLICY_BYTES = 64 * 1024
 
 
@@ -85,18 +85,14 @@ def seed(engine: Engine, text: str, *, source: str) -> bool:
             with engine.begin() as connection:
                 if connection.execute(select(ReleaseRow.id).limit(1)).first() is not None:
                     return False
-                version_id = connection.execute(
-                    insert(PolicyVersionRow).values(
-                        label=policy.version, sha256=sha256_of(text), text=text, author=SEED_ACTOR,
-                        created_at=now, status="live",
-                    )
-                ).inserted_primary_key[0]  # type: ignore[index]  # fmt: skip
-                connection.execute(
-                    insert(ReleaseRow).values(
-                        policy_version_id=version_id, action="seed", actor=SEED_ACTOR, justification=None,
-                        previous_id=None, challenger_id=None, created_at=now, effective_at=now,
-                    )
-                )  # fmt: skip
+                version_id = _insert(connection, PolicyVersionRow, {
+                    "label": policy.version, "sha256": sha256_of(text), "text": text, "author": SEED_ACTOR,
+                    "created_at": now, "status": "live",
+                })  # fmt: skip
+                _insert(connection, ReleaseRow, {
+                    "policy_version_id": version_id, "action": "seed", "actor": SEED_ACTOR, "justification": None,
+                    "previous_id": None, "challenger_id": None, "created_at": now, "effective_at": now,
+                })  # fmt: skip
             return True
         # Another process seeded first: its insert wins the unique label (PostgreSQL), or SQLite refuses
         # this transaction's write after its read. Look again.
@@ -147,12 +143,11 @@ def register(engine: Engine, text: str, *, context: audit.Context, source: str =
                 "duplicate_label",
                 f"O rótulo version: {policy.version!r} já é o da versão {same.id}; dê outro rótulo à nova política.",
             )
-        row = PolicyVersionRow(
-            label=policy.version, sha256=digest, text=text, author=context.actor, created_at=_now(), status="draft"
-        )
-        row.id = connection.execute(
-            insert(PolicyVersionRow).values(**{k: getattr(row, k) for k in _VERSION_FIELDS})
-        ).inserted_primary_key[0]  # type: ignore[index]
+        values = {
+            "label": policy.version, "sha256": digest, "text": text, "author": context.actor, "created_at": _now(),
+            "status": "draft",
+        }  # fmt: skip
+        row = PolicyVersionRow(id=_insert(connection, PolicyVersionRow, values), **values)
         audit.append(
             connection,
             audit.event(
@@ -166,7 +161,10 @@ def register(engine: Engine, text: str, *, context: audit.Context, source: str =
     return row
 
 
-_VERSION_FIELDS = ("label", "sha256", "text", "author", "created_at", "status")
+def _insert(connection: Connection, table: Any, values: dict[str, Any]) -> int:
+    """Insert one row; its generated id."""
+    key: int = connection.execute(insert(table).values(**values)).inserted_primary_key[0]  # type: ignore[index]
+    return key
 
 
 def versions(engine: Engine) -> list[PolicyVersionRow]:
@@ -222,10 +220,8 @@ def start_challenger(engine: Engine, version_id: int, *, context: audit.Context)
             raise ReleaseRefused(
                 "challenger_active", f"O desafiante {active.id} ainda está ativo: encerre-o antes de iniciar outro."
             )
-        challenger = ChallengerRow(policy_version_id=version_id, started_by=context.actor, started_at=now)
-        challenger.id = connection.execute(
-            insert(ChallengerRow).values(policy_version_id=version_id, started_by=context.actor, started_at=now)
-        ).inserted_primary_key[0]  # type: ignore[index]
+        values = {"policy_version_id": version_id, "started_by": context.actor, "started_at": now}
+        challenger = ChallengerRow(id=_insert(connection, ChallengerRow, values), **values)
         connection.execute(update(PolicyVersionRow).where(PolicyVersionRow.id == version_id).values(status="candidate"))
         audit.append(
             connection,
@@ -287,12 +283,10 @@ def promote(
             raise ReleaseRefused("stopped", f"O desafiante {challenger_id} já terminou ({challenger.outcome}).")
         current = _newest_release(connection)
         release = _release(
-            connection, row.id, "promote", context.actor, justification, current, challenger_id, now, switch_delay_s
-        )
-        connection.execute(
-            update(PolicyVersionRow).where(PolicyVersionRow.id == current.policy_version_id).values(status="retired")
-        )
-        connection.execute(update(PolicyVersionRow).where(PolicyVersionRow.id == row.id).values(status="live"))
+            connection, row.id, "promote", context.actor, justification, current, challenger_id, now, switch_delay_s,
+            previous_id=current.id,
+        )  # fmt: skip
+        _switch(connection, retired=current.policy_version_id, live=row.id)
         _stop(connection, challenger_id, context.actor, "promoted")
         audit.append(
             connection,
@@ -326,12 +320,7 @@ def rollback(engine: Engine, *, justification: str, context: audit.Context, swit
             connection, target.policy_version_id, "rollback", context.actor, justification, current, None, now,
             switch_delay_s, previous_id=target.previous_id,
         )  # fmt: skip
-        connection.execute(
-            update(PolicyVersionRow).where(PolicyVersionRow.id == current.policy_version_id).values(status="retired")
-        )
-        connection.execute(
-            update(PolicyVersionRow).where(PolicyVersionRow.id == target.policy_version_id).values(status="live")
-        )
+        _switch(connection, retired=current.policy_version_id, live=target.policy_version_id)
         audit.append(
             connection,
             audit.event(
@@ -350,13 +339,16 @@ def rollback(engine: Engine, *, justification: str, context: audit.Context, swit
     return release
 
 
+def _switch(connection: Connection, *, retired: int, live: int) -> None:
+    connection.execute(update(PolicyVersionRow).where(PolicyVersionRow.id == retired).values(status="retired"))
+    connection.execute(update(PolicyVersionRow).where(PolicyVersionRow.id == live).values(status="live"))
+
+
 def _check_justification(text: str) -> None:
-    if len(text.strip()) < MIN_JUSTIFICATION:
-        raise ReleaseRefused(
-            "justification_too_short",
-            f"A justificativa precisa ter pelo menos {MIN_JUSTIFICATION} caracteres.",
-            status_code=422,
-        )
+    # The rule of a review's justification (evaluation_api/reviews/rules.py), for callers other than the routes.
+    problem = justification_problem(text)
+    if problem is not None:
+        raise ReleaseRefused("justification_too_short", problem, status_code=422)
 
 
 def _release(
@@ -370,7 +362,7 @@ def _release(
     now: datetime,
     switch_delay_s: float,
     *,
-    previous_id: int | None = None,
+    previous_id: int | None,
 ) -> ReleaseRow:
     # Never before the current release takes effect: two quick changes keep their order everywhere.
     effective_at = max(now + timedelta(seconds=switch_delay_s), as_utc(current.effective_at))
@@ -379,14 +371,12 @@ def _release(
         "action": action,
         "actor": actor,
         "justification": justification,
-        "previous_id": current.id if action == "promote" else previous_id,
+        "previous_id": previous_id,
         "challenger_id": challenger_id,
         "created_at": now,
         "effective_at": effective_at,
     }
-    release = ReleaseRow(**values)
-    release.id = connection.execute(insert(ReleaseRow).values(**values)).inserted_primary_key[0]  # type: ignore[index]
-    return release
+    return ReleaseRow(id=_insert(connection, ReleaseRow, values), **values)
 
 
 def releases(engine: Engine, *, limit: int = 50) -> list[tuple[ReleaseRow, str]]:
