@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
     model_service_url: HttpUrl = HttpUrl("http://127.0.0.1:3000")
+    # The other model services this deployment runs, each serving one model version beside the live one
+    # (a candidate: `make serve-candidate`). Only a version one of these (or MODEL_SERVICE_URL) serves
+    # can be registered, so the API never calls an address a user typed. JSON: ["http://127.0.0.1:3001"].
+    candidate_model_service_urls: list[HttpUrl] = []
     database_url: str = f"sqlite:///{PROJECT_DIR / 'var' / 'evaluations.db'}"
     policy_path: Path = POLICY_PATH
     frontend_dir: Path = PROJECT_DIR / "frontend"

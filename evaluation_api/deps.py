@@ -29,7 +29,8 @@ async def get_engine(request: Request) -> Engine:
 
 
 async def get_model_client(request: Request) -> ModelClient:
-    model: ModelClient = request.app.state.model_client
+    """The live model version's client (MODEL_SERVICE_URL's unless a promotion chose another service)."""
+    model: ModelClient = request.app.state.evaluator.live_client()
     return model
 
 

@@ -38,6 +38,7 @@ from evaluation_api.identity import auth_routes as auth
 from evaluation_api.identity.access import Identity, authorize, install_error_handler
 from evaluation_api.migrate import upgrade
 from evaluation_api.model_client.client import ModelClient
+from evaluation_api.model_client.services import ModelServices
 from evaluation_api.observability import health_routes as health
 from evaluation_api.observability.logs_and_metrics import (
     HttpMetricsMiddleware,
@@ -154,7 +155,11 @@ def _lifespan(
             inline=settings.record_inline,
         )
         model = ModelClient.from_settings(settings, tracer=tracer)
+        services = ModelServices(settings, model, tracer=tracer)
+        explainer = Explainer() if settings.explain_decisions else None
         policies = LivePolicies(policy)
+        if explainer is not None:
+            policies.on_model = lambda version: explainer.learn_version(version.version, version.metadata)
         poller = ReleasePoller(engine, policies, interval_s=settings.release_poll_s, registry_metrics=metrics.registry)
         await asyncio.to_thread(_load_releases, settings, engine, poller)
         shadow = ShadowScorer(engine, queue_max=settings.shadow_queue_max, registry_metrics=metrics.registry)
@@ -163,10 +168,10 @@ def _lifespan(
         app.state.data_keys = data_keys
         app.state.identity = await asyncio.to_thread(Identity.start, settings, engine)
         app.state.model_client = model
+        app.state.model_services = services
         app.state.record_writer = writer
-        explainer = Explainer() if settings.explain_decisions else None
         app.state.policies = policies
-        app.state.evaluator = Evaluator(
+        app.state.evaluator = evaluator = Evaluator(
             model=model,
             policies=policies,
             writer=writer,
@@ -177,12 +182,13 @@ def _lifespan(
             monitor=monitor,
             tracer=tracer,
             shadow=shadow,
+            services=services,
         )
 
         async def metadata() -> dict[str, Any]:
             # One fetch of /metadata for both of its readers: the drift reference and the explanations'
             # model parameters (the monitor fetches again when another model version answers).
-            answer = await model.metadata()
+            answer = await evaluator.live_client().metadata()
             if explainer is not None:
                 explainer.learn(answer)
             return answer
@@ -203,7 +209,7 @@ def _lifespan(
         finally:
             await poller.stop()
             await monitor.stop()
-            await model.aclose()
+            await services.aclose()
             await asyncio.to_thread(shadow.close)
             await asyncio.to_thread(writer.close)
             engine.dispose()

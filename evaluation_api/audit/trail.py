@@ -46,6 +46,7 @@ ACTIONS = (
     "statement.issue",
     # Change control (evaluation_api/releases/).
     "policy_version.create",
+    "model_version.create",
     "challenger.start",
     "challenger.stop",
     "release.promote",

@@ -30,20 +30,21 @@ from evaluation_api.evaluations.schemas import (
 )
 from evaluation_api.ids import random_uuid
 from evaluation_api.model_client.client import ModelClient
+from evaluation_api.model_client.services import ModelServices
 from evaluation_api.observability.logs_and_metrics import Metrics
 from evaluation_api.observability.monitoring import DriftMonitor
 from evaluation_api.observability.tracing import span
 from evaluation_api.privacy.encryption import DataKeys
 from evaluation_api.records.writer import RecordNotWritten, RecordOutcomeUnknown, RecordQueueFull, RecordWriter
-from evaluation_api.releases.live import LivePolicies, ShadowItem, ShadowScorer
+from evaluation_api.releases.live import LivePolicies, Pair, ShadowItem, ShadowScorer
 
 
 @dataclass
 class Evaluator:
     """Everything an evaluation needs, made once per app in its lifespan."""
 
-    model: ModelClient
-    policies: LivePolicies  # the live policy (a promotion swaps it in every process) and the challenger
+    model: ModelClient  # MODEL_SERVICE_URL's
+    policies: LivePolicies  # the live pair (a promotion swaps it in every process) and the challenger
     writer: RecordWriter
     keys: DataKeys
     metrics: Metrics
@@ -52,6 +53,8 @@ class Evaluator:
     monitor: DriftMonitor | None = None
     tracer: trace.Tracer | None = None  # None: tracing off
     shadow: ShadowScorer | None = None  # None: no challenger is ever run (a test's choice)
+    # The service of each registered model version; None: only MODEL_SERVICE_URL's (a test's choice).
+    services: ModelServices | None = None
     # Evaluations of this process between their start and their answer: at 1, the record may be
     # committed on the event loop (RecordWriter.write's `lone`), since nothing else waits for it.
     in_flight: int = field(default=0, init=False)
@@ -70,6 +73,11 @@ class Evaluator:
         finally:
             self.in_flight -= 1
 
+    def live_client(self, pair: Pair | None = None) -> ModelClient:
+        """The client of the live model version's service (or `pair`'s)."""
+        model = (pair or self.policies.pair()).model
+        return self.model if model is None or self.services is None else self.services.client(model.service_url)
+
     async def _evaluate(
         self,
         body: EvaluationCreate | LegacyEvaluationCreate,
@@ -79,6 +87,10 @@ class Evaluator:
         created_by: str | None,
     ) -> EvaluationPublic:
         figures = body.figures()
+        # One pair for the whole evaluation, read before the model call: the model version that segments
+        # the customer and the policy that decides are those of the same release, which the record names.
+        pair = self.policies.pair()
+        client = self.live_client(pair)
         started = time.perf_counter()
         try:
             # This deadline covers the model phase: waiting for a call, the call and its retries. The
@@ -86,7 +98,7 @@ class Evaluator:
             # within the sum of the two.
             async with asyncio.timeout(self.deadline_s):
                 with span(self.tracer, "model.predict"):
-                    prediction = await self.model.predict(figures, request_id=request_id)
+                    prediction = await client.predict(figures, request_id=request_id)
         except TimeoutError:
             self.metrics.failures.labels("model_timeout").inc()
             raise ModelUnavailable(
@@ -101,6 +113,12 @@ class Evaluator:
         finally:
             self.metrics.model_latency.observe(time.perf_counter() - started)
 
+        if pair.model is not None and prediction.model_version != pair.model.version:
+            # The live version's service answers with another model (redeployed under it): it must not decide.
+            self.metrics.failures.labels("model_version_mismatch").inc()
+            raise ModelUnavailable(
+                "O modelo em execução não é a versão liberada. Tente novamente mais tarde.", retry_after_s=30
+            )
         segment = SEGMENTS_BY_KEY.get(prediction.segment)
         if segment is None or segment.id != prediction.cluster:
             # The model service runs a model whose segments this API does not know: refuse to decide.
@@ -110,7 +128,7 @@ class Evaluator:
             )
 
         # One policy object for the decision, its explanation and the record's policy_version.
-        policy = self.policies.policy()
+        policy = pair.policy
         outcome = decide(policy, figures, segment.key)
         explanation = (
             self.explainer.explain(policy, figures, segment.id, outcome.decision, prediction.model_version)
@@ -157,7 +175,15 @@ class Evaluator:
         challenger = self.policies.challenger
         if challenger is not None and self.shadow is not None:
             self.shadow.submit(
-                ShadowItem(evaluation_id, challenger[0], challenger[1], figures, segment.key, outcome.decision)
+                ShadowItem(
+                    evaluation_id,
+                    challenger.id,
+                    challenger.policy or policy,
+                    figures,
+                    segment.key,
+                    outcome.decision,
+                    challenger.model,
+                )
             )
         if self.monitor is not None:
             self.monitor.observe(figures, segment.key, outcome.decision, prediction.model_version)

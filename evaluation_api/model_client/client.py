@@ -144,9 +144,13 @@ class ModelClient:
         self._tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, tracer: trace.Tracer | None = None) -> ModelClient:
+    def from_settings(
+        cls, settings: Settings, *, tracer: trace.Tracer | None = None, base_url: str | None = None
+    ) -> ModelClient:
+        """A client of MODEL_SERVICE_URL, or of `base_url` (another model version's service), with the
+        same timeouts, retries and breaker settings."""
         return cls(
-            base_url=str(settings.model_service_url),
+            base_url=base_url or str(settings.model_service_url),
             connect_timeout_s=settings.model_connect_timeout_s,
             read_timeout_s=settings.model_read_timeout_s,
             max_connections=settings.model_max_connections,

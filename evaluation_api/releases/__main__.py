@@ -4,6 +4,8 @@ as to anyone): `python -m evaluation_api.releases --help`.
     export EVALUATION_API_TOKEN=$(...)      # or --username NAME (the password is read from stdin)
     python -m evaluation_api.releases create candidate.yaml
     python -m evaluation_api.releases challenger start 2
+    python -m evaluation_api.releases model create 3a5f0c1e9b2d4e6f  # a version a candidate service serves
+    python -m evaluation_api.releases challenger start --model-version 1   # a model (with the live policy)
     python -m evaluation_api.releases report 1
     python -m evaluation_api.releases promote 1 --justification "..."   # someone other than the author
     python -m evaluation_api.releases rollback --justification "..."
@@ -77,7 +79,8 @@ def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
 
 def _print_report(report: dict[str, Any]) -> None:
     _say(
-        f"challenger {report['challenger_id']} (policy {report['policy_version']}): "
+        f"challenger {report['challenger_id']} (policy {report['policy_version'] or 'live'}, "
+        f"model {report.get('model_version') or 'live'}): "
         f"{report['evaluations']} evaluations in shadow, {report['changed']} decided otherwise"
     )
     width = max(len(d) for d in DECISIONS) + 2
@@ -100,7 +103,13 @@ def main(argv: list[str] | None = None, *, stdin: Any = None) -> int:
     commands.add_parser("show", help="one version, with its text").add_argument("version_id", type=int)
     challenger = commands.add_parser("challenger", help="start or stop a challenger")
     steps = challenger.add_subparsers(dest="step", required=True)
-    steps.add_parser("start", help="put a version in shadow").add_argument("version_id", type=int)
+    start = steps.add_parser("start", help="put a policy version, a model version, or both, in shadow")
+    start.add_argument("version_id", type=int, nargs="?", help="the policy version (omitted: the live policy)")
+    start.add_argument("--model-version", type=int, help="the model version's id (omitted: the live model)")
+    model = commands.add_parser("model", help="register or list model versions")
+    model_steps = model.add_subparsers(dest="step", required=True)
+    model_steps.add_parser("create", help="register a version a model service serves").add_argument("version")
+    model_steps.add_parser("list", help="the model versions")
     steps.add_parser("stop", help="end a challenger's shadow").add_argument("challenger_id", type=int)
     commands.add_parser("challengers", help="the challengers")
     commands.add_parser("report", help="live x challenger decisions").add_argument("challenger_id", type=int)
@@ -123,13 +132,14 @@ def main(argv: list[str] | None = None, *, stdin: Any = None) -> int:
     except OSError as exc:
         sys.stderr.write(f"error: {exc.strerror or exc}: {getattr(exc, 'filename', '')}\n")
         return 1
-    if args.json or args.command not in ("report", "list", "challengers", "releases"):
+    listing = args.command in ("list", "challengers", "releases") or (args.command == "model" and args.step == "list")
+    if args.json or not (listing or args.command == "report"):
         _say(json.dumps(answer, indent=2, ensure_ascii=False) if answer is not None else "ok")
     elif args.command == "report":
         _print_report(answer)
     else:
         for item in answer:
-            _say("  ".join(f"{k}={v}" for k, v in item.items() if k not in ("text", "justification")))
+            _say("  ".join(f"{k}={v}" for k, v in item.items() if k not in ("text", "justification", "card")))
     return 0
 
 
@@ -140,8 +150,13 @@ def _run(args: argparse.Namespace, client: httpx.Client) -> Any:
         return _call(client, "GET", "/api/v1/policy-versions")
     if args.command == "show":
         return _call(client, "GET", f"/api/v1/policy-versions/{args.version_id}")
+    if args.command == "model" and args.step == "create":
+        return _call(client, "POST", "/api/v1/model-versions", json={"version": args.version})
+    if args.command == "model":
+        return _call(client, "GET", "/api/v1/model-versions")
     if args.command == "challenger" and args.step == "start":
-        return _call(client, "POST", "/api/v1/challengers", json={"policy_version_id": args.version_id})
+        body = {"policy_version_id": args.version_id, "model_version_id": args.model_version}
+        return _call(client, "POST", "/api/v1/challengers", json=body)
     if args.command == "challenger":
         return _call(client, "POST", f"/api/v1/challengers/{args.challenger_id}/stop")
     if args.command == "challengers":

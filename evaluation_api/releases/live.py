@@ -1,6 +1,6 @@
-"""What decides in this process: the live policy, the one pending (promoted, not yet in effect) and
-the challenger; kept in step with the registry by a poll, and the shadow scorer that runs the
-challenger beside the live policy, off the evaluation's path.
+"""What decides in this process: the live pair (policy and model version), the one pending (promoted,
+not yet in effect) and the challenger; kept in step with the registry by a poll, and the shadow scorer
+that runs the challenger beside the live pair, off the evaluation's path.
 
 Why a poll and a switch time rather than a message: every API process and pod reads the same
 database already, a poll of one small row twice a second costs nothing, and a release whose
@@ -17,62 +17,91 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from contract import Figures
+from contract import FEATURE_NAMES, SEGMENTS_BY_KEY, Figures
 from decisioning.policy import Policy, PolicyError, decide
 from evaluation_api.releases import registry
-from evaluation_api.releases.registry import State, Version
+from evaluation_api.releases.registry import ModelVersion, State
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """What decides an evaluation: a policy, and the model version whose service segments the customer
+    (None: the model MODEL_SERVICE_URL serves)."""
+
+    policy: Policy
+    model: ModelVersion | None = None
+
+
+@dataclass(frozen=True)
+class Challenger:
+    id: int
+    policy: Policy | None  # None: the live policy decides the challenger model's segment
+    model: ModelVersion | None  # None: the live model's segment, decided by the challenger policy
 
 
 @dataclass(frozen=True)
 class _Pending:
     release_id: int
     effective_ts: float
-    policy: Policy
+    pair: Pair
 
 
 class LivePolicies:
-    """The policy an evaluation uses (`policy()`), and the active challenger (`challenger`)."""
+    """The pair an evaluation uses (`pair()`), and the active challenger (`challenger`)."""
 
     def __init__(self, policy: Policy, *, release_id: int | None = None) -> None:
-        self._current = policy
+        self._current = Pair(policy)
         self._pending: _Pending | None = None
-        self.release_id = release_id  # of the policy that decides now (None: not from the registry)
-        self.challenger: tuple[int, Policy] | None = None
+        self.release_id = release_id  # of the pair that decides now (None: not from the registry)
+        self.challenger: Challenger | None = None
+        # Called with each model version this process learns of (live, pending or challenger): the
+        # explainer takes its parameters from it.
+        self.on_model: Callable[[ModelVersion], None] | None = None
 
-    def policy(self) -> Policy:
-        """The policy in effect now. A pending release replaces the current one at its instant."""
+    def pair(self) -> Pair:
+        """The pair in effect now. A pending release replaces the current one at its instant."""
         pending = self._pending
         if pending is not None and time.time() >= pending.effective_ts:
-            self._current, self._pending, self.release_id = pending.policy, None, pending.release_id
+            self._current, self._pending, self.release_id = pending.pair, None, pending.release_id
         return self._current
+
+    def policy(self) -> Policy:
+        return self.pair().policy
 
     def apply(self, state: State) -> None:
         """Take what the registry says (the newest release, the challenger)."""
-        self.challenger = (
-            (state.challenger_id, state.challenger.policy) if state.challenger_id and state.challenger else None
-        )
+        for model in (state.live_model, state.challenger_model):
+            if model is not None and self.on_model is not None:
+                self.on_model(model)
+        self.challenger = None
+        if state.challenger_id:
+            policy = state.challenger.policy if state.challenger else None
+            self.challenger = Challenger(state.challenger_id, policy, state.challenger_model)
         known = self._pending.release_id if self._pending is not None else self.release_id
         if state.release_id == known:
             return
+        pair = Pair(state.live.policy, state.live_model)
         effective_ts = state.effective_at.timestamp()
         if effective_ts <= time.time() or self.release_id is None:
-            self._current, self._pending, self.release_id = state.live.policy, None, state.release_id
+            self._current, self._pending, self.release_id = pair, None, state.release_id
         else:
-            self._pending = _Pending(state.release_id, effective_ts, state.live.policy)
+            self._pending = _Pending(state.release_id, effective_ts, pair)
         logger.info(
-            "policy %s (release %s) decides from %s",
+            "policy %s and model %s (release %s) decide from %s",
             state.live.label,
+            state.live_model.version if state.live_model else "of MODEL_SERVICE_URL",
             state.release_id,
             datetime.fromtimestamp(effective_ts, UTC).isoformat(),
         )
@@ -86,9 +115,9 @@ class ReleasePoller:
         self, engine: Engine, live: LivePolicies, *, interval_s: float, registry_metrics: CollectorRegistry
     ) -> None:
         self._engine, self._live, self._interval_s = engine, live, interval_s
-        self._cache: dict[int, Version] = {}
+        self._cache = registry.Cache.empty()
         self._task: asyncio.Task[None] | None = None
-        self.live: Version | None = None  # the live version the last read found
+        self.live: registry.Version | None = None  # the live policy version the last read found
         self.failures = Counter(
             "release_poll_failures", "Reads of the release registry that failed (the last policy read goes on)",
             registry=registry_metrics,
@@ -132,16 +161,23 @@ class ReleasePoller:
 class ShadowItem:
     evaluation_id: str
     challenger_id: int
-    policy: Policy
+    policy: Policy  # the challenger's, or the live one when the challenger is a model only
     figures: Figures
-    segment_key: str
+    segment_key: str  # the live model's
     live_decision: str
+    model: ModelVersion | None = None  # the challenger model (None: decide on the live segment)
+
+
+class ModelUnanswered(Exception):
+    """The challenger model's service gave no usable answer for a batch."""
 
 
 class ShadowScorer:
     """Decides each evaluation again with the challenger, in a thread of its own, and stores the result
     beside the record. Never on the evaluation's path: `submit` only enqueues (a full queue drops the
-    item, counted); a failure of the challenger or of its insert is counted and logged, never raised."""
+    item, counted); a failure of the challenger, of its model service or of its insert is counted and
+    logged, never raised. A challenger model is asked for a whole batch in one call (POST /predict_batch),
+    with a short timeout: a slow one only lets the queue fill, and then drops."""
 
     BATCH = 500
 
@@ -152,10 +188,13 @@ class ShadowScorer:
         queue_max: int,
         registry_metrics: CollectorRegistry,
         store: Callable[[Engine, list[dict[str, Any]]], None] | None = None,
+        model_timeout_s: float = 2.0,
     ) -> None:
         self._engine = engine
         self._queue: queue.Queue[ShadowItem | None] = queue.Queue(maxsize=queue_max)
         self._store = store or _store
+        self._model_timeout_s = model_timeout_s
+        self._http: httpx.Client | None = None  # made in the thread, on the first challenger model
         self.outcomes = Counter(
             "shadow_decisions", "Challenger decisions by outcome (stored, dropped, failed)", ["outcome"],
             registry=registry_metrics,
@@ -188,12 +227,57 @@ class ShadowScorer:
                 items.append(item)
             self._handle(items)
 
+    def _segments(self, items: list[ShadowItem]) -> list[str | None]:
+        """Each item's challenger segment: the challenger model's (one call per model service), else None."""
+        segments: list[str | None] = [None] * len(items)
+        by_model: dict[tuple[str, str], list[int]] = {}
+        for i, item in enumerate(items):
+            if item.model is not None:
+                by_model.setdefault((item.model.service_url, item.model.version), []).append(i)
+        for (url, version), indexes in by_model.items():
+            try:
+                predicted = self._predict(url, version, [items[i].figures for i in indexes])
+            except (httpx.HTTPError, ModelUnanswered, ValueError) as exc:
+                logger.warning("challenger model %s did not answer for %d evaluations: %s", version, len(indexes), exc)
+                self.outcomes.labels("failed").inc(len(indexes))
+                for i in indexes:
+                    segments[i] = ""  # failed: not decided, not stored
+                continue
+            for i, segment in zip(indexes, predicted, strict=True):
+                segments[i] = segment
+        return segments
+
+    def _predict(self, url: str, version: str, customers: Sequence[Figures]) -> list[str]:
+        if self._http is None:
+            self._http = httpx.Client(timeout=self._model_timeout_s)
+        answer = self._http.post(
+            f"{url.rstrip('/')}/predict_batch",
+            json={"customers": [{name: figures[name] for name in FEATURE_NAMES} for figures in customers]},
+        )
+        if answer.status_code != 200:
+            raise ModelUnanswered(f"HTTP {answer.status_code}")
+        if answer.headers.get("x-model-version") != version:
+            raise ModelUnanswered(f"the service at {url} serves {answer.headers.get('x-model-version')}, not {version}")
+        predictions = answer.json()
+        if not isinstance(predictions, list) or len(predictions) != len(customers):
+            raise ModelUnanswered("not one prediction per customer")
+        segments = []
+        for p in predictions:
+            segment = SEGMENTS_BY_KEY.get(str(p.get("segment"))) if isinstance(p, dict) else None
+            if segment is None or segment.id != p.get("cluster"):
+                raise ModelUnanswered("a segment this API does not know")
+            segments.append(segment.key)
+        return segments
+
     def _handle(self, items: list[ShadowItem]) -> None:
         rows: list[dict[str, Any]] = []
         now = datetime.now(UTC)
-        for item in items:
+        segments = self._segments(items)
+        for item, challenger_segment in zip(items, segments, strict=True):
+            if challenger_segment == "":
+                continue  # its model did not answer (counted)
             try:
-                outcome = decide(item.policy, item.figures, item.segment_key)
+                outcome = decide(item.policy, item.figures, challenger_segment or item.segment_key)
             except Exception:  # the challenger is not trusted: whatever it raises stays here
                 logger.exception("challenger %s failed on evaluation %s", item.challenger_id, item.evaluation_id)
                 self.outcomes.labels("failed").inc()
@@ -207,6 +291,8 @@ class ShadowScorer:
                     "decision": outcome.decision,
                     "reasons": [r.model_dump() for r in outcome.reasons],
                     "policy_version": item.policy.version,
+                    "challenger_segment_key": challenger_segment,
+                    "model_version": item.model.version if item.model is not None else None,
                     "created_at": now,
                 }
             )
@@ -227,6 +313,8 @@ class ShadowScorer:
         except queue.Full:
             return
         self._thread.join(timeout_s)
+        if self._http is not None and not self._thread.is_alive():
+            self._http.close()
 
 
 def _store(engine: Engine, rows: list[dict[str, Any]]) -> None:

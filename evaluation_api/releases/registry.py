@@ -1,7 +1,12 @@
-"""The registry of policy versions and the change-control flow over it, in the records database:
+"""The registry of policy and model versions and the change-control flow over them, in the records
+database:
 
     register (draft) -> start a challenger (candidate, decides in shadow) -> promote (live, four eyes)
                                                                             -> rollback (one step back)
+
+What decides is a pair: a policy version and a model version. A challenger names a policy, a model or
+both; the half it does not name is the live one's. A release with no model version is decided by the
+model MODEL_SERVICE_URL serves (the seed, and every release before model versions existed).
 
 Every step is one transaction with its audit event. A promotion or a rollback adds a release whose
 `effective_at` lies RELEASE_SWITCH_DELAY_S ahead: every API process polls the newest release
@@ -23,7 +28,13 @@ from contract import DECISIONS, SEGMENT_KEYS
 from decisioning.policy import Policy, parse_policy
 from evaluation_api.audit import trail as audit
 from evaluation_api.database import as_utc
-from evaluation_api.releases.table import ChallengerRow, PolicyVersionRow, ReleaseRow, ShadowDecisionRow
+from evaluation_api.releases.table import (
+    ChallengerRow,
+    ModelVersionRow,
+    PolicyVersionRow,
+    ReleaseRow,
+    ShadowDecisionRow,
+)
 from evaluation_api.reviews.rules import justification_problem
 
 SEED_ACTOR = "system:seed"
@@ -51,14 +62,38 @@ class Version:
 
 
 @dataclass(frozen=True)
+class ModelVersion:
+    """A registered model version: where it is served, and its /metadata (card and geometry)."""
+
+    id: int
+    version: str
+    service_url: str
+    metadata: dict[str, Any]
+
+
+@dataclass
+class Cache:
+    """Versions a process already holds, by id: the poll runs twice a second in every process."""
+
+    policies: dict[int, Version]
+    models: dict[int, ModelVersion]
+
+    @classmethod
+    def empty(cls) -> Cache:
+        return cls({}, {})
+
+
+@dataclass(frozen=True)
 class State:
     """What decides now, in one read: the newest release (from its effective_at) and the active challenger."""
 
     release_id: int
     effective_at: datetime
     live: Version
+    live_model: ModelVersion | None  # None: the model MODEL_SERVICE_URL serves
     challenger_id: int | None
-    challenger: Version | None
+    challenger: Version | None  # None (with a challenger): it decides with the live policy
+    challenger_model: ModelVersion | None = None  # None (with a challenger): the live model's segment
 
 
 def sha256_of(text: str) -> str:
@@ -102,26 +137,45 @@ def seed(engine: Engine, text: str, *, source: str) -> bool:
     return False
 
 
-def state(engine: Engine, cache: dict[int, Version] | None = None) -> State:
-    """The newest release and the active challenger. `cache` (version id -> Version) spares parsing a
-    version this process already holds: the poll runs twice a second in every process."""
-    cache = cache if cache is not None else {}
+def _model_version(row: Any) -> ModelVersion:
+    return ModelVersion(row.id, row.version, row.service_url, row._mapping["metadata"])
+
+
+def state(engine: Engine, cache: Cache | None = None) -> State:
+    """The newest release and the active challenger. `cache` spares reading and parsing versions this
+    process already holds."""
+    cache = cache if cache is not None else Cache.empty()
     with engine.connect() as connection:
         release = connection.execute(select(ReleaseRow).order_by(ReleaseRow.id.desc()).limit(1)).first()
         if release is None:
             raise LookupError("no policy was ever released: the API seeds version 1 at its first start")
         challenger = connection.execute(
-            select(ChallengerRow.id, ChallengerRow.policy_version_id).where(ChallengerRow.stopped_at.is_(None)).limit(1)
+            select(ChallengerRow.id, ChallengerRow.policy_version_id, ChallengerRow.model_version_id)
+            .where(ChallengerRow.stopped_at.is_(None))
+            .limit(1)
         ).first()
-        wanted = {release.policy_version_id} | ({challenger.policy_version_id} if challenger else set())
-        for row in connection.execute(select(PolicyVersionRow).where(PolicyVersionRow.id.in_(wanted - set(cache)))):
-            cache[row.id] = _version(row)
+        policies = {release.policy_version_id, challenger.policy_version_id if challenger else None} - {None}
+        models = {release.model_version_id, challenger.model_version_id if challenger else None} - {None}
+        if policies - set(cache.policies):
+            query = select(PolicyVersionRow).where(PolicyVersionRow.id.in_(policies - set(cache.policies)))
+            for row in connection.execute(query):
+                cache.policies[row.id] = _version(row)
+        if models - set(cache.models):
+            query = select(ModelVersionRow.__table__).where(ModelVersionRow.id.in_(models - set(cache.models)))
+            for row in connection.execute(query):
+                cache.models[row.id] = _model_version(row)
     return State(
         release_id=release.id,
         effective_at=as_utc(release.effective_at),
-        live=cache[release.policy_version_id],
+        live=cache.policies[release.policy_version_id],
+        live_model=cache.models[release.model_version_id] if release.model_version_id else None,
         challenger_id=challenger.id if challenger else None,
-        challenger=cache[challenger.policy_version_id] if challenger else None,
+        challenger=(
+            cache.policies[challenger.policy_version_id] if challenger and challenger.policy_version_id else None
+        ),
+        challenger_model=(
+            cache.models[challenger.model_version_id] if challenger and challenger.model_version_id else None
+        ),
     )
 
 
@@ -161,6 +215,60 @@ def register(engine: Engine, text: str, *, context: audit.Context, source: str =
     return row
 
 
+def register_model(
+    engine: Engine, metadata: dict[str, Any], *, service_url: str, context: audit.Context
+) -> ModelVersionRow:
+    """A new draft model version, from the /metadata of the service that serves it (the caller asked it).
+    ReleaseRefused when the version is already registered. Nothing is written then."""
+    described = metadata.get("model")
+    model: dict[str, Any] = described if isinstance(described, dict) else {}
+    version, tag = model.get("version"), model.get("tag")
+    if not isinstance(version, str) or not isinstance(tag, str) or not isinstance(metadata.get("card"), dict):
+        raise ReleaseRefused(
+            "not_a_model", f"O serviço {service_url} não descreveu um modelo (model.version, model.tag, card).",
+            status_code=422,
+        )  # fmt: skip
+    with engine.begin() as connection:
+        same = connection.execute(select(ModelVersionRow.id).where(ModelVersionRow.version == version)).first()
+        if same is not None:
+            raise ReleaseRefused("duplicate", f"O modelo {version} já está registrado, como a versão {same.id}.")
+        values = {
+            "version": version, "tag": tag, "service_url": service_url, "metadata_": metadata,
+            "author": context.actor, "created_at": _now(), "status": "draft",
+        }  # fmt: skip
+        columns = {("metadata" if k == "metadata_" else k): v for k, v in values.items()}
+        row = ModelVersionRow(id=_insert(connection, ModelVersionRow.__table__, columns), **values)
+        audit.append(
+            connection,
+            audit.event(
+                context,
+                "model_version.create",
+                target_type="model_version",
+                target_id=str(row.id),
+                details={"version": version, "tag": tag, "service_url": service_url},
+            ),
+        )
+    return row
+
+
+def model_versions(engine: Engine) -> list[ModelVersionRow]:
+    with engine.connect() as connection:
+        rows = connection.execute(select(ModelVersionRow.__table__).order_by(ModelVersionRow.id.desc())).all()
+    return [_model_row(row) for row in rows]
+
+
+def model_version(engine: Engine, version_id: int) -> ModelVersionRow | None:
+    with engine.connect() as connection:
+        row = connection.execute(select(ModelVersionRow.__table__).where(ModelVersionRow.id == version_id)).first()
+    return _model_row(row) if row is not None else None
+
+
+def _model_row(row: Any) -> ModelVersionRow:
+    values = dict(row._mapping)
+    values["metadata_"] = values.pop("metadata")
+    return ModelVersionRow(**values)
+
+
 def _insert(connection: Connection, table: Any, values: dict[str, Any]) -> int:
     """Insert one row; its generated id."""
     key: int = connection.execute(insert(table).values(**values)).inserted_primary_key[0]  # type: ignore[index]
@@ -190,6 +298,17 @@ def _version_row(connection: Connection, version_id: int) -> Any:
     return row
 
 
+def _model_version_row(connection: Connection, version_id: int) -> Any:
+    row = connection.execute(
+        select(ModelVersionRow.id, ModelVersionRow.version, ModelVersionRow.author, ModelVersionRow.status)
+        .where(ModelVersionRow.id == version_id)
+        .with_for_update()
+    ).first()
+    if row is None:
+        raise ReleaseRefused("not_found", "Versão de modelo não encontrada.", status_code=404)
+    return row
+
+
 def _challenger_row(connection: Connection, challenger_id: int) -> Any:
     row = connection.execute(select(ChallengerRow).where(ChallengerRow.id == challenger_id).with_for_update()).first()
     if row is None:
@@ -204,15 +323,26 @@ def _newest_release(connection: Connection) -> Any:
     return release
 
 
-def start_challenger(engine: Engine, version_id: int, *, context: audit.Context) -> ChallengerRow:
-    """Put a draft or candidate version in shadow. One challenger at a time."""
+def start_challenger(
+    engine: Engine, version_id: int | None, *, model_version_id: int | None = None, context: audit.Context
+) -> ChallengerRow:
+    """Put a draft or candidate policy version, model version, or both, in shadow. One challenger at a time."""
+    if version_id is None and model_version_id is None:
+        raise ReleaseRefused(
+            "nothing_to_challenge", "Indique uma versão de política, uma versão de modelo, ou ambas.", status_code=422
+        )
     now = _now()
     with engine.begin() as connection:
-        row = _version_row(connection, version_id)
-        if row.status in ("live", "retired"):
-            raise ReleaseRefused(
-                "not_candidate", f"A versão {version_id} está {_STATUS_WORDS[row.status]}: não pode ser desafiante."
-            )
+        rows = []
+        if version_id is not None:
+            rows.append(("A versão de política", _version_row(connection, version_id)))
+        if model_version_id is not None:
+            rows.append(("A versão de modelo", _model_version_row(connection, model_version_id)))
+        for what, row in rows:
+            if row.status in ("live", "retired"):
+                raise ReleaseRefused(
+                    "not_candidate", f"{what} {row.id} está {_STATUS_WORDS[row.status]}: não pode ser desafiante."
+                )
         active = connection.execute(
             select(ChallengerRow.id).where(ChallengerRow.stopped_at.is_(None)).with_for_update()
         ).first()
@@ -220,9 +350,19 @@ def start_challenger(engine: Engine, version_id: int, *, context: audit.Context)
             raise ReleaseRefused(
                 "challenger_active", f"O desafiante {active.id} ainda está ativo: encerre-o antes de iniciar outro."
             )
-        values = {"policy_version_id": version_id, "started_by": context.actor, "started_at": now}
+        values = {
+            "policy_version_id": version_id, "model_version_id": model_version_id, "started_by": context.actor,
+            "started_at": now,
+        }  # fmt: skip
         challenger = ChallengerRow(id=_insert(connection, ChallengerRow, values), **values)
-        connection.execute(update(PolicyVersionRow).where(PolicyVersionRow.id == version_id).values(status="candidate"))
+        if version_id is not None:
+            connection.execute(
+                update(PolicyVersionRow).where(PolicyVersionRow.id == version_id).values(status="candidate")
+            )
+        if model_version_id is not None:
+            connection.execute(
+                update(ModelVersionRow).where(ModelVersionRow.id == model_version_id).values(status="candidate")
+            )
         audit.append(
             connection,
             audit.event(
@@ -230,7 +370,7 @@ def start_challenger(engine: Engine, version_id: int, *, context: audit.Context)
                 "challenger.start",
                 target_type="challenger",
                 target_id=str(challenger.id),
-                details={"policy_version_id": version_id, "label": row.label},
+                details={"policy_version_id": version_id, "model_version_id": model_version_id},
             ),
         )
     return challenger
@@ -262,43 +402,54 @@ def _stop(connection: Connection, challenger_id: int, actor: str, outcome: str) 
 def promote(
     engine: Engine, challenger_id: int, *, justification: str, context: audit.Context, switch_delay_s: float
 ) -> ReleaseRow:
-    """Make the challenger's version live, by someone other than its author (four eyes)."""
+    """Make the challenger's versions live, by someone other than the author of either (four eyes)."""
     _check_justification(justification)
     now = _now()
     with engine.begin() as connection:
         challenger = _challenger_row(connection, challenger_id)
-        row = _version_row(connection, challenger.policy_version_id)
-        if row.author == context.actor:
-            raise ReleaseRefused(
-                "four_eyes",
-                "Quem registrou a versão não pode promovê-la: outra pessoa precisa aprovar a mudança.",
-                status_code=403,
-            )
-        if row.status != "candidate":
-            raise ReleaseRefused(
-                "not_candidate",
-                f"A versão {row.id} está {_STATUS_WORDS.get(row.status, row.status)}: só uma candidata é promovida.",
-            )
+        rows = []
+        if challenger.policy_version_id is not None:
+            rows.append(("A versão de política", _version_row(connection, challenger.policy_version_id)))
+        if challenger.model_version_id is not None:
+            rows.append(("A versão de modelo", _model_version_row(connection, challenger.model_version_id)))
+        for _, row in rows:
+            if row.author == context.actor:
+                raise ReleaseRefused(
+                    "four_eyes",
+                    "Quem registrou a versão não pode promovê-la: outra pessoa precisa aprovar a mudança.",
+                    status_code=403,
+                )
+        for what, row in rows:
+            if row.status != "candidate":
+                raise ReleaseRefused(
+                    "not_candidate",
+                    f"{what} {row.id} está {_STATUS_WORDS.get(row.status, row.status)}: só uma candidata é promovida.",
+                )
         if challenger.stopped_at is not None and challenger.outcome != "stopped":
             raise ReleaseRefused("stopped", f"O desafiante {challenger_id} já terminou ({challenger.outcome}).")
         current = _newest_release(connection)
+        policy_id = challenger.policy_version_id or current.policy_version_id
+        model_id = challenger.model_version_id or current.model_version_id
         release = _release(
-            connection, row.id, "promote", context.actor, justification, current, challenger_id, now, switch_delay_s,
-            previous_id=current.id,
+            connection, (policy_id, model_id), "promote", context.actor, justification, current, challenger_id, now,
+            switch_delay_s, previous_id=current.id,
         )  # fmt: skip
-        _switch(connection, retired=current.policy_version_id, live=row.id)
+        _switch(connection, current, live=(policy_id, model_id))
         _stop(connection, challenger_id, context.actor, "promoted")
         audit.append(
             connection,
             audit.event(
                 context,
                 "release.promote",
-                target_type="policy_version",
-                target_id=str(row.id),
+                target_type="release",
+                target_id=str(release.id),
                 details={
                     "release_id": release.id,
                     "challenger_id": challenger_id,
+                    "policy_version_id": policy_id,
+                    "model_version_id": model_id,
                     "previous_policy_version_id": current.policy_version_id,
+                    "previous_model_version_id": current.model_version_id,
                     "effective_at": release.effective_at.isoformat(),
                     "justification": justification,
                 },
@@ -308,7 +459,7 @@ def promote(
 
 
 def rollback(engine: Engine, *, justification: str, context: audit.Context, switch_delay_s: float) -> ReleaseRow:
-    """Return, in one step, to the version the newest release replaced. Repeated, it walks further back."""
+    """Return, in one step, to the pair the newest release replaced. Repeated, it walks further back."""
     _check_justification(justification)
     now = _now()
     with engine.begin() as connection:
@@ -316,21 +467,25 @@ def rollback(engine: Engine, *, justification: str, context: audit.Context, swit
         if current.previous_id is None:
             raise ReleaseRefused("nothing_to_roll_back", "Não há liberação anterior para a qual voltar.")
         target = connection.execute(select(ReleaseRow).where(ReleaseRow.id == current.previous_id)).one()
+        pair = (target.policy_version_id, target.model_version_id)
         release = _release(
-            connection, target.policy_version_id, "rollback", context.actor, justification, current, None, now,
-            switch_delay_s, previous_id=target.previous_id,
+            connection, pair, "rollback", context.actor, justification, current, None, now, switch_delay_s,
+            previous_id=target.previous_id,
         )  # fmt: skip
-        _switch(connection, retired=current.policy_version_id, live=target.policy_version_id)
+        _switch(connection, current, live=pair)
         audit.append(
             connection,
             audit.event(
                 context,
                 "release.rollback",
-                target_type="policy_version",
-                target_id=str(target.policy_version_id),
+                target_type="release",
+                target_id=str(release.id),
                 details={
                     "release_id": release.id,
+                    "policy_version_id": target.policy_version_id,
+                    "model_version_id": target.model_version_id,
                     "from_policy_version_id": current.policy_version_id,
+                    "from_model_version_id": current.model_version_id,
                     "effective_at": release.effective_at.isoformat(),
                     "justification": justification,
                 },
@@ -339,9 +494,16 @@ def rollback(engine: Engine, *, justification: str, context: audit.Context, swit
     return release
 
 
-def _switch(connection: Connection, *, retired: int, live: int) -> None:
-    connection.execute(update(PolicyVersionRow).where(PolicyVersionRow.id == retired).values(status="retired"))
-    connection.execute(update(PolicyVersionRow).where(PolicyVersionRow.id == live).values(status="live"))
+def _switch(connection: Connection, current: Any, *, live: tuple[int, int | None]) -> None:
+    """The current release's versions retire, the new pair's go live (a version in both stays live)."""
+    for table, retired, new in (
+        (PolicyVersionRow, current.policy_version_id, live[0]),
+        (ModelVersionRow, current.model_version_id, live[1]),
+    ):
+        if retired is not None:
+            connection.execute(update(table).where(table.id == retired).values(status="retired"))
+        if new is not None:
+            connection.execute(update(table).where(table.id == new).values(status="live"))
 
 
 def _check_justification(text: str) -> None:
@@ -353,7 +515,7 @@ def _check_justification(text: str) -> None:
 
 def _release(
     connection: Connection,
-    version_id: int,
+    pair: tuple[int, int | None],
     action: str,
     actor: str,
     justification: str,
@@ -367,7 +529,8 @@ def _release(
     # Never before the current release takes effect: two quick changes keep their order everywhere.
     effective_at = max(now + timedelta(seconds=switch_delay_s), as_utc(current.effective_at))
     values = {
-        "policy_version_id": version_id,
+        "policy_version_id": pair[0],
+        "model_version_id": pair[1],
         "action": action,
         "actor": actor,
         "justification": justification,
@@ -379,30 +542,36 @@ def _release(
     return ReleaseRow(id=_insert(connection, ReleaseRow, values), **values)
 
 
-def releases(engine: Engine, *, limit: int = 50) -> list[tuple[ReleaseRow, str]]:
-    """The newest releases first, each with its version's label."""
+def releases(engine: Engine, *, limit: int = 50) -> list[tuple[ReleaseRow, str, str | None]]:
+    """The newest releases first, each with its policy's label and its model's version (None: the model
+    MODEL_SERVICE_URL serves)."""
     query = (
-        select(ReleaseRow, PolicyVersionRow.label)
+        select(ReleaseRow, PolicyVersionRow.label, ModelVersionRow.version.label("model_version"))
         .join(PolicyVersionRow, PolicyVersionRow.id == ReleaseRow.policy_version_id)
+        .outerjoin(ModelVersionRow, ModelVersionRow.id == ReleaseRow.model_version_id)
         .order_by(ReleaseRow.id.desc())
         .limit(limit)
     )
     with engine.connect() as connection:
-        return [(_without_label(ReleaseRow, row), row.label) for row in connection.execute(query)]
+        return [(_without_labels(ReleaseRow, row), row.label, row.model_version) for row in connection.execute(query)]
 
 
-def _without_label(table: Any, row: Any) -> Any:
-    return table(**{k: v for k, v in row._mapping.items() if k != "label"})
+def _without_labels(table: Any, row: Any) -> Any:
+    return table(**{k: v for k, v in row._mapping.items() if k not in ("label", "model_version")})
 
 
-def challengers(engine: Engine) -> list[tuple[ChallengerRow, str]]:
+def challengers(engine: Engine) -> list[tuple[ChallengerRow, str | None, str | None]]:
+    """Newest first, each with its policy's label and its model's version (None: the live one's)."""
     query = (
-        select(ChallengerRow, PolicyVersionRow.label)
-        .join(PolicyVersionRow, PolicyVersionRow.id == ChallengerRow.policy_version_id)
+        select(ChallengerRow, PolicyVersionRow.label, ModelVersionRow.version.label("model_version"))
+        .outerjoin(PolicyVersionRow, PolicyVersionRow.id == ChallengerRow.policy_version_id)
+        .outerjoin(ModelVersionRow, ModelVersionRow.id == ChallengerRow.model_version_id)
         .order_by(ChallengerRow.id.desc())
     )
     with engine.connect() as connection:
-        return [(_without_label(ChallengerRow, row), row.label) for row in connection.execute(query)]
+        return [
+            (_without_labels(ChallengerRow, row), row.label, row.model_version) for row in connection.execute(query)
+        ]
 
 
 def store_shadow(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -410,15 +579,22 @@ def store_shadow(connection: Connection, rows: Sequence[dict[str, Any]]) -> None
 
 
 def report(engine: Engine, challenger_id: int) -> dict[str, Any]:
-    """The swap set over live traffic: counts by live decision x challenger decision, overall and by segment."""
+    """The swap set over live traffic: counts by live decision x challenger decision, overall and by (live)
+    segment; with a challenger model, also the segment moves (live segment x challenger segment)."""
     with engine.connect() as connection:
         found = connection.execute(
-            select(ChallengerRow, PolicyVersionRow.label)
-            .join(PolicyVersionRow, PolicyVersionRow.id == ChallengerRow.policy_version_id)
+            select(ChallengerRow, PolicyVersionRow.label, ModelVersionRow.version.label("model_version"))
+            .outerjoin(PolicyVersionRow, PolicyVersionRow.id == ChallengerRow.policy_version_id)
+            .outerjoin(ModelVersionRow, ModelVersionRow.id == ChallengerRow.model_version_id)
             .where(ChallengerRow.id == challenger_id)
         ).first()
         if found is None:
             raise ReleaseRefused("not_found", "Desafiante não encontrado.", status_code=404)
+        moves = connection.execute(
+            select(ShadowDecisionRow.segment_key, ShadowDecisionRow.challenger_segment_key, func.count())
+            .where(ShadowDecisionRow.challenger_id == challenger_id)
+            .group_by(ShadowDecisionRow.segment_key, ShadowDecisionRow.challenger_segment_key)
+        ).all()
         counts = connection.execute(
             select(
                 ShadowDecisionRow.segment_key,
@@ -429,11 +605,18 @@ def report(engine: Engine, challenger_id: int) -> dict[str, Any]:
             .where(ShadowDecisionRow.challenger_id == challenger_id)
             .group_by(ShadowDecisionRow.segment_key, ShadowDecisionRow.live_decision, ShadowDecisionRow.decision)
         ).all()
-    challenger = _without_label(ChallengerRow, found)
+    challenger = _without_labels(ChallengerRow, found)
+    segment_moves = {live: dict.fromkeys(SEGMENT_KEYS, 0) for live in SEGMENT_KEYS}
+    for live, moved, n in moves:
+        if live in segment_moves:
+            segment_moves[live][moved or live] = segment_moves[live].get(moved or live, 0) + n
     return swap_report(counts) | {
         "challenger_id": challenger_id,
         "policy_version_id": challenger.policy_version_id,
         "policy_version": found.label,
+        "model_version_id": challenger.model_version_id,
+        "model_version": found.model_version,
+        "segment_moves": segment_moves,
         "started_at": as_utc(challenger.started_at),
         "stopped_at": as_utc(challenger.stopped_at) if challenger.stopped_at else None,
     }

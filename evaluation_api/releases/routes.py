@@ -2,7 +2,9 @@
 
 POST /api/v1/policy-versions                    register a policy file as a draft (risk, admin)
 GET  /api/v1/policy-versions[/{id}]             the versions (risk, admin, auditor)
-POST /api/v1/challengers                        put a version in shadow beside the live one (risk, admin)
+POST /api/v1/model-versions                      register a model version a model service serves (risk, admin)
+GET  /api/v1/model-versions[/{id}]               the model versions, with their cards (risk, admin, auditor)
+POST /api/v1/challengers                        put a policy and/or model version in shadow (risk, admin)
 GET  /api/v1/challengers                        the challengers (risk, admin, auditor)
 POST /api/v1/challengers/{id}/stop              end the shadow (risk, admin)
 GET  /api/v1/challengers/{id}/report            live x challenger decisions since it started (risk, admin, auditor)
@@ -27,6 +29,7 @@ from evaluation_api.deps import EngineDep, SettingsDep
 from evaluation_api.errors import EvaluationError, InvalidInput
 from evaluation_api.evaluations.schemas import ErrorBody
 from evaluation_api.identity.access import PrincipalDep, audit_context
+from evaluation_api.model_client.services import ModelServices
 from evaluation_api.releases import registry
 from evaluation_api.releases.table import VersionStatus
 from evaluation_api.reviews.routes import Justification  # the same rule as a review's: 20 characters or more
@@ -77,14 +80,36 @@ class PolicyVersionFull(PolicyVersionPublic):
     text: str
 
 
+class ModelVersionCreate(BaseModel):
+    version: str = Field(
+        pattern=r"^[0-9a-f]{16}$",
+        description="The model's version (16 hex digits, its BentoML tag's version); a model service this "
+        "deployment knows (MODEL_SERVICE_URL or CANDIDATE_MODEL_SERVICE_URLS) must serve it",
+    )
+
+
+class ModelVersionPublic(BaseModel):
+    id: int
+    version: str
+    tag: str
+    service_url: str = Field(description="The model service that serves it")
+    author: str
+    created_at: datetime
+    status: VersionStatus
+    card: dict[str, Any] = Field(description="The model card (training data, silhouette, segment shares)")
+
+
 class ChallengerCreate(BaseModel):
-    policy_version_id: int = Field(ge=1)
+    policy_version_id: int | None = Field(None, ge=1, description="A policy version; omitted: the live policy")
+    model_version_id: int | None = Field(None, ge=1, description="A model version; omitted: the live model")
 
 
 class ChallengerPublic(BaseModel):
     id: int
-    policy_version_id: int
-    policy_version: str
+    policy_version_id: int | None
+    policy_version: str | None = Field(description="Its policy's label; None: it decides with the live policy")
+    model_version_id: int | None
+    model_version: str | None = Field(description="Its model's version; None: the live model's segment")
     started_by: str
     started_at: datetime
     stopped_by: str | None
@@ -100,6 +125,8 @@ class ReleasePublic(BaseModel):
     id: int
     policy_version_id: int
     policy_version: str
+    model_version_id: int | None
+    model_version: str | None = Field(description="None: the model MODEL_SERVICE_URL serves")
     action: Literal["seed", "promote", "rollback"]
     actor: str
     justification: str | None
@@ -110,14 +137,19 @@ class ReleasePublic(BaseModel):
 
 class SwapReport(BaseModel):
     challenger_id: int
-    policy_version_id: int
-    policy_version: str
+    policy_version_id: int | None
+    policy_version: str | None
+    model_version_id: int | None
+    model_version: str | None
     started_at: datetime
     stopped_at: datetime | None
     evaluations: int = Field(description="Evaluations the challenger decided in shadow")
     changed: int = Field(description="Of those, how many it would have decided otherwise")
     swap: dict[Decision, dict[Decision, int]] = Field(description="live decision -> challenger decision -> count")
     by_segment: dict[str, dict[Decision, dict[Decision, int]]]
+    segment_moves: dict[str, dict[str, int]] = Field(
+        description="live segment -> challenger model's segment -> count (the diagonal only, without a model)"
+    )
 
 
 _REFUSALS: dict[int | str, dict[str, Any]] = {
@@ -134,17 +166,26 @@ def _version(row: Any) -> PolicyVersionPublic:
     )  # fmt: skip
 
 
-def _challenger(row: Any, label: str) -> ChallengerPublic:
+def _model(row: Any) -> ModelVersionPublic:
+    return ModelVersionPublic(
+        id=row.id, version=row.version, tag=row.tag, service_url=row.service_url, author=row.author,
+        created_at=as_utc(row.created_at), status=row.status, card=row.metadata_.get("card") or {},
+    )  # fmt: skip
+
+
+def _challenger(row: Any, label: str | None, model_version: str | None) -> ChallengerPublic:
     return ChallengerPublic(
-        id=row.id, policy_version_id=row.policy_version_id, policy_version=label, started_by=row.started_by,
+        id=row.id, policy_version_id=row.policy_version_id, policy_version=label,
+        model_version_id=row.model_version_id, model_version=model_version, started_by=row.started_by,
         started_at=as_utc(row.started_at), stopped_by=row.stopped_by, stopped_at=as_utc(row.stopped_at),
         outcome=row.outcome,
     )  # fmt: skip
 
 
-def _release(row: Any, label: str) -> ReleasePublic:
+def _release(row: Any, label: str, model_version: str | None) -> ReleasePublic:
     return ReleasePublic(
-        id=row.id, policy_version_id=row.policy_version_id, policy_version=label, action=row.action,
+        id=row.id, policy_version_id=row.policy_version_id, policy_version=label,
+        model_version_id=row.model_version_id, model_version=model_version, action=row.action,
         actor=row.actor, justification=row.justification, challenger_id=row.challenger_id,
         created_at=as_utc(row.created_at), effective_at=as_utc(row.effective_at),
     )  # fmt: skip
@@ -192,22 +233,90 @@ async def get_policy_version(version_id: VersionId, engine: EngineDep) -> Policy
     return PolicyVersionFull(**_version(row).model_dump(), text=row.text)
 
 
-@router.post("/api/v1/challengers", status_code=status.HTTP_201_CREATED, responses=_REFUSALS)
+@router.post(
+    "/api/v1/model-versions",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        **_REFUSALS,
+        422: {"model": ErrorBody, "description": "No model service this deployment knows serves that version"},
+    },
+)
+async def create_model_version(
+    body: ModelVersionCreate, request: Request, principal: PrincipalDep, engine: EngineDep
+) -> ModelVersionPublic:
+    """Register a model version as a draft, with the card and parameters its service reports. It decides
+    nothing until a challenger with it is promoted."""
+    services: ModelServices = request.app.state.model_services
+    answers = await services.metadata_of_each()
+    for url, answer in answers:
+        if isinstance(answer, dict) and (answer.get("model") or {}).get("version") == body.version:
+            row = await _call(
+                registry.register_model, engine, answer, service_url=url, context=audit_context(request, principal)
+            )
+            return _model(row)
+    served = ", ".join(
+        f"{url} serve {(a.get('model') or {}).get('version')}" if isinstance(a, dict) else f"{url} não respondeu"
+        for url, a in answers
+    )
+    raise InvalidInput(
+        [
+            {
+                "field": "version",
+                "rule": "served",
+                "message": f"Nenhum serviço de modelo conhecido serve a versão {body.version} ({served}). "
+                "Sirva-a primeiro (make serve-candidate) num endereço de CANDIDATE_MODEL_SERVICE_URLS.",
+            }
+        ]
+    )
+
+
+@router.get("/api/v1/model-versions")
+async def list_model_versions(engine: EngineDep) -> list[ModelVersionPublic]:
+    return [_model(row) for row in await run_in_threadpool(registry.model_versions, engine)]
+
+
+@router.get("/api/v1/model-versions/{version_id}", responses=_REFUSALS)
+async def get_model_version(version_id: VersionId, engine: EngineDep) -> ModelVersionPublic:
+    row = await run_in_threadpool(registry.model_version, engine, version_id)
+    if row is None:
+        raise ReleaseError(registry.ReleaseRefused("not_found", "Versão de modelo não encontrada.", status_code=404))
+    return _model(row)
+
+
+@router.post(
+    "/api/v1/challengers",
+    status_code=status.HTTP_201_CREATED,
+    responses={**_REFUSALS, 422: {"model": ErrorBody, "description": "Neither a policy nor a model version"}},
+)
 async def start_challenger(
     body: ChallengerCreate, request: Request, principal: PrincipalDep, engine: EngineDep
 ) -> ChallengerPublic:
-    """From now on every evaluation is also decided, in shadow, by this version; never shown, never changing
-    the answer. Every API process starts within RELEASE_POLL_S."""
+    """From now on every evaluation is also decided, in shadow, by this pair (a half not given is the live
+    one's); never shown, never changing the answer. Every API process starts within RELEASE_POLL_S."""
+    if body.policy_version_id is None and body.model_version_id is None:
+        raise InvalidInput(
+            [
+                {
+                    "field": "policy_version_id",
+                    "rule": "one_of",
+                    "message": "Indique policy_version_id, model_version_id, ou ambos.",
+                }
+            ]
+        )
     row = await _call(
-        registry.start_challenger, engine, body.policy_version_id, context=audit_context(request, principal)
+        registry.start_challenger,
+        engine,
+        body.policy_version_id,
+        model_version_id=body.model_version_id,
+        context=audit_context(request, principal),
     )
-    version = await run_in_threadpool(registry.version, engine, body.policy_version_id)
-    return _challenger(row, version.label if version is not None else "")
+    found = next(c for c in await run_in_threadpool(registry.challengers, engine) if c[0].id == row.id)
+    return _challenger(*found)
 
 
 @router.get("/api/v1/challengers")
 async def list_challengers(engine: EngineDep) -> list[ChallengerPublic]:
-    return [_challenger(row, label) for row, label in await run_in_threadpool(registry.challengers, engine)]
+    return [_challenger(*found) for found in await run_in_threadpool(registry.challengers, engine)]
 
 
 @router.post("/api/v1/challengers/{challenger_id}/stop", status_code=status.HTTP_204_NO_CONTENT, responses=_REFUSALS)
@@ -247,13 +356,13 @@ async def promote_challenger(
 
 
 async def _release_public(engine: Any, release: Any) -> ReleasePublic:
-    version = await run_in_threadpool(registry.version, engine, release.policy_version_id)
-    return _release(release, version.label if version is not None else "")
+    found = next(r for r in await run_in_threadpool(registry.releases, engine, limit=5) if r[0].id == release.id)
+    return _release(*found)
 
 
 @router.get("/api/v1/releases")
 async def list_releases(engine: EngineDep) -> list[ReleasePublic]:
-    return [_release(row, label) for row, label in await run_in_threadpool(registry.releases, engine)]
+    return [_release(*found) for found in await run_in_threadpool(registry.releases, engine)]
 
 
 @router.post("/api/v1/releases/rollback", responses=_REFUSALS)

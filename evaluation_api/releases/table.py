@@ -1,5 +1,6 @@
-"""Change control's tables: policy versions, the releases that made one live, challengers, and the
-decisions a challenger made in shadow. migrations/versions/0008_releases.py creates the same tables."""
+"""Change control's tables: policy and model versions, the releases that made a pair live, challengers,
+and the decisions a challenger made in shadow. migrations/versions/0008_releases.py and
+0009_model_versions.py create the same tables."""
 
 from __future__ import annotations
 
@@ -36,6 +37,25 @@ class PolicyVersionRow(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
 
 
+class ModelVersionRow(Base):
+    """A model version as a model service serves it: its BentoML tag, its card and its fitted parameters
+    (the service's GET /metadata when it was registered), and the service that serves it. Each model
+    version is served by a service of its own (docs/ARCHITECTURE.md, "Change control")."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(String(64), unique=True)
+    tag: Mapped[str] = mapped_column(String(128))
+    service_url: Mapped[str] = mapped_column(String(512))
+    # The whole /metadata answer: the card (silhouette, shares, drift reference) and the geometry the
+    # explanations need, kept so that every process can explain with it without asking the service.
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
+    author: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+
+
 class ReleaseRow(Base):
     """One change of the live policy. The newest row is what is live from its `effective_at` on; every
     process switches at that instant (evaluation_api/releases/live.py)."""
@@ -44,6 +64,8 @@ class ReleaseRow(Base):
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
     policy_version_id: Mapped[int] = mapped_column(ForeignKey("policy_versions.id"))
+    # None: the model MODEL_SERVICE_URL serves (the seed's, and whatever a deployment put there).
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
     action: Mapped[str] = mapped_column(String(16))
     actor: Mapped[str] = mapped_column(String(128))
     justification: Mapped[str | None] = mapped_column(Text)
@@ -55,12 +77,14 @@ class ReleaseRow(Base):
 
 
 class ChallengerRow(Base):
-    """A candidate policy deciding in shadow beside the live one, from started_at until stopped_at."""
+    """A candidate policy, model, or both, deciding in shadow beside the live pair, from started_at until
+    stopped_at. A missing half is the live one's."""
 
     __tablename__ = "challengers"
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
-    policy_version_id: Mapped[int] = mapped_column(ForeignKey("policy_versions.id"), index=True)
+    policy_version_id: Mapped[int | None] = mapped_column(ForeignKey("policy_versions.id"), index=True)
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
     started_by: Mapped[str] = mapped_column(String(128))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     stopped_by: Mapped[str | None] = mapped_column(String(128))
@@ -76,9 +100,12 @@ class ShadowDecisionRow(Base):
 
     evaluation_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     challenger_id: Mapped[int] = mapped_column(Integer, primary_key=True, index=True)
-    segment_key: Mapped[str] = mapped_column(String(64))
+    segment_key: Mapped[str] = mapped_column(String(64))  # the live model's
     live_decision: Mapped[str] = mapped_column(String(16))
     decision: Mapped[str] = mapped_column(String(16))
     reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     policy_version: Mapped[str] = mapped_column(String(32))
+    # The challenger model's segment and version (None: the challenger is a policy only).
+    challenger_segment_key: Mapped[str | None] = mapped_column(String(64))
+    model_version: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -148,7 +148,7 @@ def test_shadow_decisions_are_stored_never_returned_and_the_report_counts_them(r
     customers = [c for _, c in sorted(SEGMENT_CUSTOMERS.items())] * 3
     answers = [evaluate(client, c, risk_app.analyst) for c in customers]
     live_policy = client.app.state.policies.policy()
-    challenger_policy = client.app.state.policies.challenger[1]
+    challenger_policy = client.app.state.policies.challenger.policy
     expected: Counter[tuple[str, str, str]] = Counter()
     for customer, answer in zip(customers, answers, strict=True):
         figures = {k: customer[k] for k in ("balance", "purchases", "cash_advance", "credit_limit", "payments")}

@@ -127,9 +127,29 @@ def _committed_card() -> dict[str, Any]:
     return card
 
 
-def metadata(version: str = MODEL_VERSION) -> dict[str, Any]:
-    """What the model service's GET /metadata answers (service.py), with the committed card."""
+def shifted(predictions: list[dict[str, Any]], shift: int) -> list[dict[str, Any]]:
+    """Another model's answers: the committed pipeline with its centroids rotated by `shift`, so that a
+    customer nearest centroid c is in segment (c + shift) mod 5 (a model that disagrees on every customer,
+    in a way a test can compute)."""
+    n = len(SEGMENTS)
+    return [
+        {
+            "cluster": (p["cluster"] + shift) % n,
+            "segment": SEGMENTS[(p["cluster"] + shift) % n].key,
+            "distances": [p["distances"][(j - shift) % n] for j in range(n)],
+        }
+        for p in predictions
+    ]
+
+
+def metadata(version: str = MODEL_VERSION, *, shift: int = 0) -> dict[str, Any]:
+    """What the model service's GET /metadata answers (service.py), with the committed card (and, with a
+    `shift`, the rotated centroids of `shifted`'s model)."""
     card = _committed_card()
+    geometry = committed_geometry()
+    if shift:
+        centres = geometry["centres"]
+        geometry = {**geometry, "centres": [centres[(j - shift) % len(centres)] for j in range(len(centres))]}
     return {
         "model": {"name": MODEL_NAME, "version": version, "tag": f"{MODEL_NAME}:{version}"},
         "features": list(FEATURES),
@@ -137,7 +157,7 @@ def metadata(version: str = MODEL_VERSION) -> dict[str, Any]:
             {"id": s["id"], "key": s["key"], "description": s["description"], "size_share": s["size_share"]}
             for s in card["segments"]
         ],
-        "geometry": committed_geometry(),
+        "geometry": geometry,
         "card": card,
     }
 
@@ -161,8 +181,9 @@ class ModelServiceStub:
     Every /predict request is kept in `calls` (as an httpx.Request: headers and body) even when it fails.
     """
 
-    def __init__(self, *, version: str = MODEL_VERSION, delay_s: float = 0.0) -> None:
+    def __init__(self, *, version: str = MODEL_VERSION, delay_s: float = 0.0, shift: int = 0) -> None:
         self.version = version
+        self.shift = shift  # another model (`shifted`): every customer in segment (nearest + shift) mod 5
         self.delay_s = delay_s
         self.default: Behaviour = "ok"
         self.script: deque[Behaviour] = deque()
@@ -261,7 +282,7 @@ class ModelServiceStub:
                 return None  # a service that is down does not answer
             if request.url.path == "/readyz":
                 return _encode(httpx.Response(200, text="ok"))
-            answer = metadata(self.version)
+            answer = metadata(self.version, shift=self.shift)
             if not self.explainable:
                 del answer["geometry"]
             return _encode(httpx.Response(200, json=answer))
@@ -273,7 +294,8 @@ class ModelServiceStub:
             await asyncio.sleep(self.delay_s)
         if behaviour == "ok":
             customers = json.loads(request.content)["customers"]
-            return _encode(httpx.Response(200, json=predict(customers), headers={"x-model-version": self.version}))
+            answers = shifted(predict(customers), self.shift) if self.shift else predict(customers)
+            return _encode(httpx.Response(200, json=answers, headers={"x-model-version": self.version}))
         if behaviour == "drop":
             return None
         if behaviour == "read_error":
