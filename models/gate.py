@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from contract import SEGMENTS
-from evaluation_api.config import Settings
+from evaluation_api.config import Settings, database_driver_url
 from evaluation_api.observability.drift import PSI_MAJOR, PSI_MODERATE, FeatureReference, Reference, bin_shares, psi
 from models import FEATURES
 
@@ -265,6 +265,10 @@ def read_live_window(database_url: str, size: int, *, timeout_s: float = 5.0) ->
     from evaluation_api.database import make_engine
     from evaluation_api.records.table import EvaluationRow
 
+    try:
+        database_url = database_driver_url(database_url)
+    except ValueError as exc:
+        raise WindowError(str(exc)) from exc
     if database_url.startswith("sqlite:///") and not Path(database_url.removeprefix("sqlite:///")).is_file():
         # make_engine would create an empty database: a typo must not read as "no evaluations".
         raise WindowError(f"{database_url}: no such SQLite file")
