@@ -385,3 +385,22 @@ def test_the_served_candidate_answers_with_its_own_version(made: dict[str, Any],
     assert metadata.json()["card"] == card
     assert predicted.headers["x-model-version"] == version
     assert [p["cluster"] for p in predicted.json()] == candidate.predict(X).tolist()
+
+
+# Last: it rewrites the module candidate's comparison (without the records database).
+def test_the_same_data_again_keeps_the_version_and_refreshes_only_the_comparison(made: dict[str, Any]) -> None:
+    directory: Path = made["directory"]
+    store: IsolatedStore = made["store"]
+    card_before = (directory / CARD_PATH.name).read_bytes()
+    store_before = store.snapshot()
+
+    result = _make_model(store, "--data", str(made["data"]), "--candidates-dir", str(made["candidates"]))
+
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in made["candidates"].iterdir()] == [directory.name]
+    assert (directory / CARD_PATH.name).read_bytes() == card_before
+    assert store.snapshot() == store_before
+    assert f"already in the model store: {MODEL_NAME}:{directory.name}" in result.stderr
+    refreshed = json.loads((directory / "comparison.json").read_text(encoding="utf-8"))
+    assert refreshed["records_database"] is False
+    assert refreshed["checks"]["stability"] == made["comparison"]["checks"]["stability"]
