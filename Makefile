@@ -18,7 +18,7 @@ export API_PORT ?= 8000
 export API_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 export RUN_DIR ?= $(CURDIR)/var
 
-.PHONY: help setup lock system-deps model import serve-model serve-api run test lint bench report bento clean
+.PHONY: help setup lock system-deps model import serve-model serve-candidate serve-api run test lint bench report bento clean
 .PHONY: podman-deps podman-check images images-clean stack stack-down test-images
 
 # Images and the containerised stack (docs/DEPLOY.md): podman, no Docker engine or registry needed.
@@ -68,14 +68,27 @@ system-deps: ## Debian packages the tests and benchmarks need: chromium (browser
 		apt-get update -q && apt-get install -y -q --no-install-recommends chromium nginx-light wrk prometheus; \
 	fi
 
-model: setup ## Train the model from DATA (default ../shared/data/cc_general.csv)
-	$(PY) -m models.train --data $(DATA)
+# `make model` makes a candidate, never the live model (models/candidate.py): var/candidates/<version>/
+# gets the pickle, its card and the comparison with the live model, and the store gets the version.
+# RECORDS_DB (a DATABASE_URL) adds the comparison with the newest evaluations. Maintainers regenerate
+# the committed model with `$(PY) -m models.train --data ... --out-dir models/` (README, "Model service").
+CANDIDATES_DIR ?= $(RUN_DIR)/candidates
+MODEL_CANDIDATE_PORT ?= 3001
+model: setup ## Train a candidate from DATA into var/candidates/<version>/, compare it with the live model, import it [RECORDS_DB=url]
+	$(PY) -m models.train --data $(DATA) --candidates-dir $(CANDIDATES_DIR) $(if $(RECORDS_DB),--records-db "$(RECORDS_DB)")
 
 import: setup ## Import the committed pickle into the BentoML model store (idempotent)
 	$(PY) -m models.import_model
 
 serve-model: import ## Serve the model with BentoML on 127.0.0.1:3000
 	$(VENV)/bin/bentoml serve service:CreditCardSegmentation --host 127.0.0.1 --port $(MODEL_SERVICE_PORT)
+
+serve-candidate: setup ## Serve a candidate beside the live model: VERSION=<version> [MODEL_CANDIDATE_PORT=3001]
+	@if [ -z "$(VERSION)" ]; then echo "usage: make serve-candidate VERSION=<version> [MODEL_CANDIDATE_PORT=3001] (versions: ls $(CANDIDATES_DIR))"; exit 2; fi
+	@test -f $(CANDIDATES_DIR)/$(VERSION)/model_card.json || { echo "no candidate $(VERSION) in $(CANDIDATES_DIR)/ (make model DATA=...)"; exit 2; }
+	$(PY) -m models.import_model --pickle $(CANDIDATES_DIR)/$(VERSION)/modelo_cluster_cartao_credito.pkl --card $(CANDIDATES_DIR)/$(VERSION)/model_card.json
+	MODEL_TAG=credit_card_segmentation:$(VERSION) MODEL_CARD_PATH=$(CANDIDATES_DIR)/$(VERSION)/model_card.json \
+		$(VENV)/bin/bentoml serve service:CreditCardSegmentation --host 127.0.0.1 --port $(MODEL_CANDIDATE_PORT)
 
 serve-api: setup ## Serve the evaluation API (and the form) on 127.0.0.1:8000
 	$(VENV)/bin/uvicorn evaluation_api.main:create_app --factory --host 127.0.0.1 --port $(API_PORT)

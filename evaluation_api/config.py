@@ -15,6 +15,17 @@ PROJECT_DIR = PACKAGE_DIR.parent
 POLICY_PATH = PROJECT_DIR / "decisioning" / "policy.yaml"
 
 
+def database_driver_url(value: str) -> str:
+    """DATABASE_URL with the driver SQLAlchemy must use; ValueError for another database. One driver per
+    database, the one we pin: psycopg 3 for PostgreSQL. (Also for tools given a records database.)"""
+    for prefix in ("postgresql://", "postgres://"):
+        if value.startswith(prefix):
+            return "postgresql+psycopg://" + value[len(prefix) :]
+    if not value.startswith(("sqlite:///", "postgresql+psycopg://")):
+        raise ValueError("DATABASE_URL must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+    return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
@@ -161,13 +172,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _driver(cls, value: str) -> str:
-        # One driver per database, the one we pin: psycopg 3 for PostgreSQL.
-        for prefix in ("postgresql://", "postgres://"):
-            if value.startswith(prefix):
-                return "postgresql+psycopg://" + value[len(prefix) :]
-        if not value.startswith(("sqlite:///", "postgresql+psycopg://")):
-            raise ValueError("DATABASE_URL must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
-        return value
+        return database_driver_url(value)
 
     def data_keys_file(self) -> Path:
         if self.data_keys_path is not None:

@@ -1,9 +1,14 @@
 """Train the segmentation model from a CSV of the cc_general schema.
 
-    python -m models.train --data ../shared/data/cc_general.csv
+    python -m models.train --data new.csv                    # a candidate (make model)
+    python -m models.train --data cc_general.csv --out-dir models/   # maintainers: the committed model
 
-Writes the pickle the system has always used (modelo_cluster_cartao_credito.pkl, joblib) and its
-model card (model_card.json). Deterministic: the same data and seed give the same pickle bytes.
+By default the new model is a candidate (models/candidate.py): var/candidates/<version>/ gets the pickle,
+its card and the comparison with the live model (models/gate.py), and the model is imported into
+BentoML's store under its own version; models/ is not touched, so the live service keeps serving the
+committed card's model. `--out-dir` writes only the pickle the system has always used
+(modelo_cluster_cartao_credito.pkl, joblib) and its model card (model_card.json) into a directory.
+Deterministic: the same data and seed give the same pickle bytes.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from contract import SEGMENTS
-from models import CARD_PATH, CSV_COLUMNS, FEATURES, MODEL_NAME, N_SEGMENTS, PICKLE_PATH
+from models import CANDIDATES_DIR, CARD_PATH, CSV_COLUMNS, FEATURES, MODEL_NAME, N_SEGMENTS, PICKLE_PATH
 from models.integrity import sha256_of
 from models.segments import match_segments
 
@@ -195,10 +200,8 @@ def build_card(pipeline: Pipeline, data: TrainingData, *, seed: int, pickle_sha2
     }
 
 
-def train(*, data_path: Path, out_dir: Path, seed: int = DEFAULT_SEED) -> dict[str, Any]:
-    """Train from data_path and write the pickle and the card into out_dir; return the card."""
-    data = load_training_data(data_path)
-    pipeline = fit(data.features, seed=seed)
+def write_model(pipeline: Pipeline, data: TrainingData, out_dir: Path, *, seed: int) -> dict[str, Any]:
+    """Write the fitted pipeline and its card into out_dir; return the card."""
     out_dir.mkdir(parents=True, exist_ok=True)
     pickle_path = out_dir / PICKLE_PATH.name
     card_path = out_dir / CARD_PATH.name
@@ -214,28 +217,87 @@ def train(*, data_path: Path, out_dir: Path, seed: int = DEFAULT_SEED) -> dict[s
     return card
 
 
+def train(*, data_path: Path, out_dir: Path, seed: int = DEFAULT_SEED) -> dict[str, Any]:
+    """Train from data_path and write the pickle and the card into out_dir; return the card."""
+    data = load_training_data(data_path)
+    return write_model(fit(data.features, seed=seed), data, out_dir, seed=seed)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from models.gate import DEFAULT_WINDOW
+
     parser = argparse.ArgumentParser(
         prog="python -m models.train",
         description="Train the 5-segment KMeans pipeline from a CSV with the columns "
         + ", ".join(CSV_COLUMNS.values())
-        + " (other columns are ignored). Rows missing any of them are dropped and counted.",
+        + " (other columns are ignored). Rows missing any of them are dropped and counted. By default the "
+        "model is a candidate: written to var/candidates/<version>/ with its comparison with the live model, "
+        "and imported into the BentoML store under its own version; the live model is not touched.",
     )
     parser.add_argument("--data", type=Path, required=True, help="path of the training CSV")
-    parser.add_argument(
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--candidates-dir",
+        type=Path,
+        default=CANDIDATES_DIR,
+        help="where candidates go, one directory per version (default: var/candidates/)",
+    )
+    where.add_argument(
         "--out-dir",
         type=Path,
+        help="maintainers only: write just the pickle and model_card.json into this directory (models/ "
+        "regenerates the committed model), without comparison or import",
+    )
+    parser.add_argument(
+        "--live-dir",
+        type=Path,
         default=PICKLE_PATH.parent,
-        help="where to write the pickle and model_card.json (default: models/)",
+        help="the live model the candidate is compared with: a directory with its pickle and card (default: models/)",
+    )
+    parser.add_argument(
+        "--records-db",
+        metavar="DATABASE_URL",
+        help="the records database (sqlite:///... or postgresql://...): also compare with its newest evaluations",
+    )
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=DEFAULT_WINDOW,
+        help=f"how many of the newest evaluations form the live window (default {DEFAULT_WINDOW}, DRIFT_WINDOW_SIZE's)",
     )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"KMeans random_state (default {DEFAULT_SEED})")
     args = parser.parse_args(argv)
+    if args.window < 1:
+        parser.error("--window must be at least 1")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.out_dir is None:
+        from models.candidate import CandidateError, report_next_steps, train_candidate
+
+        try:
+            candidate = train_candidate(
+                data_path=args.data,
+                candidates_dir=args.candidates_dir,
+                live_dir=args.live_dir,
+                records_db=args.records_db,
+                window_size=args.window,
+                seed=args.seed,
+            )
+        except (DataError, CandidateError) as exc:
+            logger.error("no candidate: %s", exc)
+            return 2
+        _log_card(candidate.card)
+        report_next_steps(candidate)
+        return 0
     try:
         card = train(data_path=args.data, out_dir=args.out_dir, seed=args.seed)
     except DataError as exc:
         logger.error("training data rejected: %s", exc)
         return 2
+    _log_card(card)
+    return 0
+
+
+def _log_card(card: dict[str, Any]) -> None:
     rows = card["training_data"]
     logger.info(
         "trained on %d rows (%d read, %d dropped); silhouette %.3f; pickle sha256 %s",
@@ -247,8 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     for segment in card["segments"]:
         logger.info("  %d %-30s %5.1f%%", segment["id"], segment["key"], 100 * segment["size_share"])
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as models.train, not as __main__: the candidate's modules import this one by name, and the
+    # DataError they raise must be the class main() catches.
+    from models.train import main as _main
+
+    sys.exit(_main())
