@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,7 @@ from models import CANDIDATES_DIR, CARD_PATH, CSV_COLUMNS, FEATURES, MODEL_NAME,
 from models.train import load_training_data, sha256_of
 from tests.utils import artifacts, servers
 from tests.utils.artifacts import REAL_DATA
+from tests.utils.identity import bearer, cli_create_account, cli_create_key, token_for
 from tests.utils.servers import ROOT, project_env
 from tests.utils.store import IsolatedStore
 
@@ -385,6 +387,105 @@ def test_the_served_candidate_answers_with_its_own_version(made: dict[str, Any],
     assert metadata.json()["card"] == card
     assert predicted.headers["x-model-version"] == version
     assert [p["cluster"] for p in predicted.json()] == candidate.predict(X).tolist()
+
+
+@pytest.mark.slow
+def test_a_candidate_goes_live_only_through_the_registry_shadow_and_a_second_persons_promotion(
+    made: dict[str, Any], artifacts_dir: Path, tmp_path: Path
+) -> None:
+    """The whole way of a retrained model, on the real services: the live model service (the committed
+    model) and the candidate's (make serve-candidate's variables) side by side, one API knowing both.
+    Registered from its service, it decides nothing; in shadow its segments are stored beside the
+    records (checked against both pipelines on the same customers); promoted by someone other than
+    its registrant, it segments every evaluation from the release's instant."""
+    directory: Path = made["directory"]
+    version = directory.name
+    store: IsolatedStore = made["store"]
+    live_pipeline: Pipeline = joblib.load(PICKLE_PATH)
+    candidate = _candidate_pipeline(directory)
+    frame = load_training_data(made["data"]).features
+    X = frame[frame["credit_limit"] > 0].to_numpy(dtype="float64")[:150]
+    customers = [dict(zip(FEATURES, map(float, row), strict=True)) for row in X]
+
+    live_service = servers.model_service(log_dir=artifacts_dir, MODEL_SERVICE_WORKERS="1")
+    candidate_service = servers.model_service(
+        log_dir=artifacts_dir,
+        BENTOML_HOME=str(store.home),
+        MODEL_TAG=f"{MODEL_NAME}:{version}",
+        MODEL_CARD_PATH=str(directory / CARD_PATH.name),
+        MODEL_SERVICE_WORKERS="1",
+    )
+    database_url = f"sqlite:///{tmp_path / 'evaluations.db'}"
+    live_service.start(timeout=180)
+    candidate_service.start(timeout=180)
+    api = servers.evaluation_api(
+        model_url=live_service.url,
+        database_url=database_url,
+        log_dir=artifacts_dir,
+        CANDIDATE_MODEL_SERVICE_URLS=json.dumps([candidate_service.url]),
+        RELEASE_POLL_S="0.2",
+        RELEASE_SWITCH_DELAY_S="1.0",
+    )
+    try:
+        api.start(timeout=120)
+        for name in ("rita", "rui"):
+            cli_create_account(database_url, name, "risk")
+        key = cli_create_key(database_url, "carga")
+        with httpx.Client(base_url=api.url, timeout=30) as client:
+            rita = bearer(token_for(api.url, "rita"))
+            rui = bearer(token_for(api.url, "rui"))
+            registered = client.post("/api/v1/model-versions", json={"version": version}, headers=rita)
+            assert registered.status_code == 201, registered.text
+            assert registered.json()["service_url"] == candidate_service.url.rstrip("/")
+            assert registered.json()["card"] == json.loads((directory / CARD_PATH.name).read_text(encoding="utf-8"))
+            model_id = registered.json()["id"]
+            challenger = client.post("/api/v1/challengers", json={"model_version_id": model_id}, headers=rita).json()
+            time.sleep(0.5)  # read by the API within RELEASE_POLL_S
+
+            answers = []
+            for i, customer in enumerate(customers):
+                response = client.post(
+                    "/api/v1/evaluations", json={"name": f"Cliente {i}", **customer}, headers=bearer(key)
+                )
+                assert response.status_code == 201, response.text
+                answers.append(response.json())
+            assert {a["model"]["version"] for a in answers} == {COMMITTED_VERSION}  # the live model answered
+
+            report_path = f"/api/v1/challengers/{challenger['id']}/report"
+            deadline = time.monotonic() + 30
+            while client.get(report_path, headers=rui).json()["evaluations"] < len(customers):
+                assert time.monotonic() < deadline, "the shadow did not store every evaluation"
+                time.sleep(0.2)
+            report = client.get(report_path, headers=rui).json()
+            expected = Counter(
+                (SEGMENTS[a].key, SEGMENTS[b].key)
+                for a, b in zip(live_pipeline.predict(X), candidate.predict(X), strict=True)
+            )
+            moves = {(a, b): n for a, row in report["segment_moves"].items() for b, n in row.items() if n}
+            assert moves == dict(expected)
+
+            own = client.post(
+                f"/api/v1/challengers/{challenger['id']}/promote",
+                json={"justification": "Retreino conferido na sombra e no relatório."},
+                headers=rita,
+            )
+            assert own.status_code == 403 and own.json()["error"] == "four_eyes"
+            release = client.post(
+                f"/api/v1/challengers/{challenger['id']}/promote",
+                json={"justification": "Retreino conferido na sombra e no relatório."},
+                headers=rui,
+            )
+            assert release.status_code == 200, release.text
+            switch = datetime.fromisoformat(release.json()["effective_at"]).timestamp()
+            time.sleep(max(0.0, switch - time.time()) + 0.1)
+            after = client.post("/api/v1/evaluations", json={"name": "Cliente", **customers[0]}, headers=bearer(key))
+            assert after.status_code == 201, after.text
+            assert after.json()["model"]["version"] == version
+            assert after.json()["segment"]["id"] == int(candidate.predict(X[:1])[0])
+    finally:
+        api.stop()
+        candidate_service.stop()
+        live_service.stop()
 
 
 # Last: it rewrites the module candidate's comparison (without the records database).
