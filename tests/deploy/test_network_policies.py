@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from tests.deploy.files import of_kind, one, pod_spec
+from tests.deploy.files import PRODUCTION, kustomize, of_kind, one, pod_spec
 
 Obj = dict[str, Any]
 NAMESPACE = "credit-eligibility"
@@ -229,3 +230,28 @@ def test_the_model_is_useless_without_the_policies(system: tuple[list[Obj], dict
     _, peers = system
     assert allowed([], peers["internet"], peers["model-service"], 3000)
     assert allowed([], peers["model-service"], peers["internet"], 443)
+
+
+def test_a_candidate_model_is_reached_by_the_api_only_and_the_live_service_never_selects_it() -> None:
+    """deploy/k8s/overlays/candidate: production plus a candidate model service (change control)."""
+    candidate = kustomize(PRODUCTION.parent / "candidate")
+    peers = {
+        **workloads(candidate),
+        **{p.name: p for p in (INGRESS_CONTROLLER, DNS, DATABASE, *OTHER_ADDRESSES, *OTHER_PODS)},
+    }
+    policies = of_kind(candidate, "NetworkPolicy")
+    port = container_port(candidate, "model-service-candidate")
+    paths = real_paths(candidate) | {("evaluation-api", "model-service-candidate", port, "TCP")}
+    for src, dst, to_port, protocol in sorted(paths):
+        assert allowed(policies, peers[src], peers[dst], to_port, protocol), f"{src} -> {dst}:{to_port} is denied"
+    for src in peers:
+        for to_port in sorted({port, 80, 443, 8080}):
+            if (src, "model-service-candidate", to_port, "TCP") not in paths and src != "model-service-candidate":
+                assert not allowed(policies, peers[src], peers["model-service-candidate"], to_port), src
+        if src != "model-service-candidate":
+            assert not allowed(policies, peers["model-service-candidate"], peers[src], 443), src  # it calls nothing
+    live = one(candidate, "Service", "model-service")["spec"]["selector"]
+    assert not selects({"matchLabels": live}, peers["model-service-candidate"].label_map)
+    settings = one(candidate, "ConfigMap", "evaluation-api-settings")["data"]
+    own = one(candidate, "Service", "model-service-candidate")["spec"]["ports"][0]["port"]
+    assert json.loads(settings["CANDIDATE_MODEL_SERVICE_URLS"]) == [f"http://model-service-candidate:{own}"]
