@@ -53,6 +53,7 @@ def score(
     policy_path: Path = DEFAULT_POLICY,
     policy: Policy | None = None,
     candidate_path: Path | None = None,
+    candidate_policy: Policy | None = None,
     engine: Engine = "local",
     spark_master: str | None = None,
     pickle_path: Path = PICKLE_PATH,
@@ -66,9 +67,13 @@ def score(
     not a bug: a missing column, an unreadable file, a refused model or policy. `on_progress` gets
     (rows_done, rows_total) after each batch is written (local engine; rows_total is an estimate for
     CSV until the last call). `policy`, when given, decides instead of `policy_path`'s file: the
-    worker passes the registry's live version (evaluation_api/releases/)."""
+    worker passes the registry's live version (evaluation_api/releases/); `candidate_policy`, when
+    given, is policy B instead of `candidate_path`'s file (the worker passes a challenger's version)."""
+    if candidate_policy is not None and candidate_path is not None:
+        raise PortfolioError("give policy B once: a candidate policy file or a candidate policy, not both")
     loaded, candidate = _policies(policy_path, candidate_path)
     policy = policy or loaded
+    candidate = candidate_policy or candidate
     model = _model(pickle_path, card_path)
     if engine == "spark":
         from portfolio.spark_engine import run_spark  # PySpark only when asked for

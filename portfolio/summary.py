@@ -1,5 +1,6 @@
 """A run's summary (`<OUTPUT>.summary.json`): counts by decision, by segment and decision, and, with a
-candidate policy, the swap matrix (current decision -> candidate decision)."""
+candidate policy (policy B), the swap matrix (current decision -> candidate decision), overall and by
+segment (a backtest of a challenger is this summary: evaluation_api/releases/registry.py reads it)."""
 
 from __future__ import annotations
 
@@ -53,10 +54,17 @@ def summarize(
         "rows_per_s": round(total / seconds) if seconds > 0 else None,
     }
     if policy_version_b is not None:
-        swap = counts.sum(axis=0)
         summary["policy_version_b"] = policy_version_b
-        summary["swap"] = {a: {b: int(swap[i, j]) for j, b in enumerate(OUTCOMES)} for i, a in enumerate(OUTCOMES)}
+        summary["swap"] = _swap(counts.sum(axis=0))
+        # The same matrix per segment; invalid rows have no segment (the tally's last index), so they
+        # are in `swap` only.
+        summary["swap_by_segment"] = {key: _swap(counts[i]) for i, key in enumerate(SEGMENT_KEYS)}
     return summary
+
+
+def _swap(matrix: np.ndarray) -> dict[str, dict[str, int]]:
+    """[decision, candidate decision] counts -> {decision: {candidate decision: n}}, every cell present."""
+    return {a: {b: int(matrix[i, j]) for j, b in enumerate(OUTCOMES)} for i, a in enumerate(OUTCOMES)}
 
 
 def summary_path(output: str) -> str:

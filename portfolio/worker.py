@@ -28,7 +28,7 @@ from huey import Huey, crontab
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from decisioning.policy import Policy
+from decisioning.policy import Policy, PolicyError, parse_policy
 from evaluation_api.config import Settings, get_settings
 from evaluation_api.database import make_engine
 from evaluation_api.portfolio_runs import store as runs
@@ -96,6 +96,7 @@ def execute(settings: Settings, run_id: str) -> None:
             policy=live,
             output_path=str(result_dir / runs.RESULT_PARQUET),
             candidate_path=Path(run.candidate_path) if run.candidate_path else None,
+            candidate_policy=_challenger_policy(engine, run.challenger_id) if run.challenger_id else None,
             on_progress=Progress(engine, run_id, settings.portfolio_progress_interval_s),
         )
         parquet_to_csv(result_dir / runs.RESULT_PARQUET, result_dir / runs.RESULT_CSV)
@@ -117,6 +118,18 @@ def _live_policy(engine: Engine, settings: Settings) -> Policy:
     except LookupError:  # no API has started on this database yet: its first start would seed the same
         releases.seed(engine, settings.policy_path.read_text(encoding="utf-8"), source=str(settings.policy_path))
         return releases.state(engine).live.policy
+
+
+def _challenger_policy(engine: Engine, challenger_id: int) -> Policy:
+    """A backtest's policy B: the challenger's policy version as registered (its text never changes, so a
+    challenger stopped after the upload still decides the run it was named in)."""
+    found = releases.challenger_policy(engine, challenger_id)
+    if found is None or found.text is None:
+        raise PortfolioError(f"O desafiante {challenger_id} não tem uma versão de política para o backtest.")
+    try:
+        return parse_policy(found.text, source=f"policy version {found.policy_version_id}")
+    except PolicyError as exc:
+        raise PortfolioError(f"policy version {found.policy_version_id} refused: {exc}") from exc
 
 
 STARTUP_WAIT_S = 120

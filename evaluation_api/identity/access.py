@@ -35,6 +35,7 @@ ANY_ROLE: Final[frozenset[Role]] = frozenset(Role)
 _READERS = frozenset({Role.ANALYST, Role.SYSTEM, Role.REVIEWER, Role.AUDITOR, Role.DPO})
 _CHANGERS = frozenset({Role.RISK, Role.ADMIN})
 _CHANGE_READERS = frozenset({Role.RISK, Role.ADMIN, Role.AUDITOR})
+_RUNNERS = frozenset({Role.ANALYST, Role.RISK, Role.ADMIN})
 
 # (method, path template) → who may call it. docs/API.md, "Who may call what", mirrors this table.
 RULES: dict[tuple[str, str], Rule] = {
@@ -76,12 +77,13 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/data-subjects/{customer_id}/anonymize"): frozenset({Role.DPO}),
     # The audit trail.
     ("GET", "/api/v1/audit"): frozenset({Role.AUDITOR, Role.DPO}),
-    # Portfolio runs: started by analysts; read (per run: routes/portfolio_runs.py) by whoever started
-    # them and by auditors.
-    ("POST", "/api/v1/portfolio-runs"): frozenset({Role.ANALYST}),
-    ("GET", "/api/v1/portfolio-runs"): frozenset({Role.ANALYST, Role.AUDITOR}),
-    ("GET", "/api/v1/portfolio-runs/{run_id}"): frozenset({Role.ANALYST, Role.AUDITOR}),
-    ("GET", "/api/v1/portfolio-runs/{run_id}/result"): frozenset({Role.ANALYST, Role.AUDITOR}),
+    # Portfolio runs: started by analysts, and by the risk team (and admins) as a backtest of a challenger
+    # (per request, evaluation_api/portfolio_runs/routes.py: only they name a `challenger_id`, and only
+    # with one); read (per run: the same module) by whoever started them and by auditors.
+    ("POST", "/api/v1/portfolio-runs"): _RUNNERS,
+    ("GET", "/api/v1/portfolio-runs"): _RUNNERS | {Role.AUDITOR},
+    ("GET", "/api/v1/portfolio-runs/{run_id}"): _RUNNERS | {Role.AUDITOR},
+    ("GET", "/api/v1/portfolio-runs/{run_id}/result"): _RUNNERS | {Role.AUDITOR},
     # Change control: the risk team (and admins) register policy versions, run challengers, promote
     # (never their own version: four eyes, in evaluation_api/releases/registry.py) and roll back;
     # auditors read it all.

@@ -1,5 +1,7 @@
 """Portfolio runs: POST /api/v1/portfolio-runs (an upload, 202), GET one (status, progress, summary),
-GET its result (CSV or Parquet), GET the caller's own.
+GET its result (CSV or Parquet), GET the caller's own. A run that names a challenger (`challenger_id`,
+the risk team's) is a backtest: its policy B is the challenger's policy version, and its swap counts
+join the challenger's report (evaluation_api/releases/).
 
 The run executes in the worker process (portfolio/worker.py), never here: this module stores the upload
 under PORTFOLIO_RUN_DIR, checks cheaply that it is a table, and queues the run.
@@ -34,9 +36,10 @@ from evaluation_api.errors import (
     ServiceUnavailable,
 )
 from evaluation_api.evaluations.schemas import ErrorBody
-from evaluation_api.identity.access import PrincipalDep, audit_context
+from evaluation_api.identity.access import Forbidden, PrincipalDep, audit_context
 from evaluation_api.identity.roles import Principal, Role
 from evaluation_api.portfolio_runs import store as runs
+from evaluation_api.releases import registry as releases
 
 router = APIRouter(prefix="/api/v1/portfolio-runs", tags=["portfolio-runs"])
 
@@ -88,6 +91,7 @@ class PortfolioRunPublic(BaseModel):
     rows_total: int | None
     file_name: str
     candidate_policy: bool
+    challenger_id: int | None
     created_by: str
     created_at: datetime
     started_at: datetime | None
@@ -115,6 +119,7 @@ def _public(row: runs.PortfolioRunRow) -> PortfolioRunPublic:
         rows_total=row.rows_total,
         file_name=row.file_name,
         candidate_policy=row.candidate_path is not None,
+        challenger_id=row.challenger_id,
         created_by=row.created_by,
         created_at=created_at,
         started_at=as_utc(row.started_at),
@@ -139,6 +144,35 @@ async def _readable(engine: Engine, principal: Principal, run_id: str) -> runs.P
 
 def _invalid(field: str, rule: str, message: str) -> InvalidInput:
     return InvalidInput([{"field": field, "rule": rule, "message": message}])
+
+
+BACKTESTERS = (Role.RISK, Role.ADMIN)
+
+
+def _challenger_id(value: object) -> int | None:
+    """The form's `challenger_id`: absent or empty, none; else a positive integer."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str) or not value.strip().isdigit() or int(value) < 1:
+        raise _invalid("challenger_id", "integer", "Informe em `challenger_id` o número de um desafiante.")
+    return int(value)
+
+
+def _check_challenger(engine: Engine, challenger_id: int) -> None:
+    """A backtest names a challenger that runs and has a policy of its own: the worker decides with its
+    policy version and with the worker's model, so a challenger model is for the shadow only."""
+    found = releases.challenger_policy(engine, challenger_id)
+    if found is None:
+        raise _invalid("challenger_id", "exists", f"O desafiante {challenger_id} não existe.")
+    if not found.active:
+        raise _invalid("challenger_id", "active", f"O desafiante {challenger_id} já foi encerrado.")
+    if found.text is None or found.model_version_id is not None:
+        raise _invalid(
+            "challenger_id",
+            "policy_only",
+            f"O desafiante {challenger_id} inclui uma versão de modelo: o backtest compara apenas políticas "
+            "(um modelo desafiante é avaliado na sombra).",
+        )
 
 
 def _copy(upload: UploadFile, target: Path, limit: int) -> int:
@@ -174,6 +208,11 @@ UPLOAD_BODY = {
                             "format": "binary",
                             "description": "A candidate policy (YAML, the format of policy.yaml) to compare with",
                         },
+                        "challenger_id": {
+                            "type": "integer",
+                            "description": "A backtest: the running challenger whose policy version to compare "
+                            "with (risk, admin; not with candidate_policy)",
+                        },
                     },
                 }
             }
@@ -190,9 +229,11 @@ UPLOAD_BODY = {
     responses={
         411: {"model": ErrorBody, "description": "No Content-Length"},
         413: {"model": ErrorBody, "description": "Larger than PORTFOLIO_MAX_UPLOAD_BYTES"},
+        403: {"model": ErrorBody, "description": "`challenger_id` by other than risk or admin, or none by them"},
         422: {
             "model": ErrorBody,
-            "description": "`file` is not a table with the five figures, or the policy is refused",
+            "description": "`file` is not a table with the five figures, the policy is refused, or `challenger_id` "
+            "names no running policy challenger or comes with `candidate_policy`",
         },
         503: {"model": ErrorBody, "description": "The database or the queue is unavailable (Retry-After)"},
     },
@@ -200,7 +241,8 @@ UPLOAD_BODY = {
 async def create_run(
     request: Request, principal: PrincipalDep, engine: EngineDep, settings: SettingsDep, response: Response
 ) -> PortfolioRunPublic:
-    """Upload a portfolio (multipart: `file`, optional `candidate_policy`); the run is queued (202).
+    """Upload a portfolio (multipart: `file`, optional `candidate_policy` or `challenger_id`); the run is
+    queued (202). Analysts run portfolios; the risk team and admins backtest a challenger (`challenger_id`).
 
     The form is read here, after the access rules (an anonymous upload is refused before its body is
     read), and only up to PORTFOLIO_MAX_UPLOAD_BYTES."""
@@ -224,6 +266,21 @@ async def create_run(
             candidate = None
         elif isinstance(candidate, UploadFile) and not candidate.filename and not candidate.size:
             candidate = None  # a form's empty file input
+        challenger_id = _challenger_id(form.get("challenger_id"))
+        if challenger_id is not None and candidate is not None:
+            both = "Envie `candidate_policy` ou `challenger_id`, não os dois: cada um é a política B da execução."
+            raise InvalidInput(
+                [
+                    {"field": "candidate_policy", "rule": "exclusive", "message": both},
+                    {"field": "challenger_id", "rule": "exclusive", "message": both},
+                ]
+            )
+        if challenger_id is not None and not principal.has(*BACKTESTERS):
+            raise Forbidden("Só a equipe de risco (ou um administrador) faz backtest de um desafiante (challenger_id).")
+        if challenger_id is None and not principal.has(Role.ANALYST):
+            raise Forbidden("Execuções de carteira são de analistas; a equipe de risco informa um challenger_id.")
+        if challenger_id is not None:
+            await run_in_threadpool(_check_challenger, engine, challenger_id)
         run_id = runs.new_id()
         directory = runs.new_run_dir(settings, run_id)
         try:
@@ -245,7 +302,11 @@ async def create_run(
                 "portfolio_run.create",
                 target_type="portfolio_run",
                 target_id=run_id,
-                details={"file_name": (upload.filename or "")[:255], "candidate_policy": candidate_path is not None},
+                details={
+                    "file_name": (upload.filename or "")[:255],
+                    "candidate_policy": candidate_path is not None,
+                    "challenger_id": challenger_id,
+                },
             )
             await run_in_threadpool(
                 runs.create,
@@ -255,6 +316,7 @@ async def create_run(
                 file_name=upload.filename or input_path.name,
                 input_path=input_path,
                 candidate_path=candidate_path,
+                challenger_id=challenger_id,
                 result_dir=directory,
                 events=[event],
             )

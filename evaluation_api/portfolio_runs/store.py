@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from huey import SqliteHuey
 from huey.api import TaskWrapper
-from sqlalchemy import JSON, DateTime, Engine, Integer, String, Text, insert, select, update
+from sqlalchemy import JSON, BigInteger, DateTime, Engine, ForeignKey, Integer, String, Text, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from contract import FEATURES
@@ -56,6 +56,10 @@ class PortfolioRunRow(Base):
     file_name: Mapped[str] = mapped_column(String(255))
     input_path: Mapped[str] = mapped_column(String(1024))
     candidate_path: Mapped[str | None] = mapped_column(String(1024))
+    # A backtest: the challenger whose policy version is policy B (migrations/versions/0010_*.py).
+    challenger_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("challengers.id"), index=True
+    )
     result_dir: Mapped[str] = mapped_column(String(1024))
     created_by: Mapped[str] = mapped_column(String(128), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
@@ -165,6 +169,7 @@ def create(
     input_path: Path,
     candidate_path: Path | None,
     result_dir: Path,
+    challenger_id: int | None = None,
     events: Sequence[dict[str, Any]] = (),
 ) -> None:
     """The run's row, `queued`, with its audit events in the same transaction."""
@@ -179,6 +184,7 @@ def create(
                 file_name=file_name[:255],
                 input_path=str(input_path),
                 candidate_path=str(candidate_path) if candidate_path else None,
+                challenger_id=challenger_id,
                 result_dir=str(result_dir),
                 created_by=created_by,
                 created_at=stamp,

@@ -7,6 +7,7 @@ as to anyone): `python -m evaluation_api.releases --help`.
     python -m evaluation_api.releases model create 3a5f0c1e9b2d4e6f  # a version a candidate service serves
     python -m evaluation_api.releases challenger start --model-version 1   # a model (with the live policy)
     python -m evaluation_api.releases report 1
+    python -m evaluation_api.releases backtest 1 carteira.csv --timeout 600   # challenger 1 over a file
     python -m evaluation_api.releases promote 1 --justification "..."   # someone other than the author
     python -m evaluation_api.releases rollback --justification "..."
 """
@@ -18,15 +19,18 @@ import contextlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from contract import DECISIONS
+from contract import DECISIONS, SEGMENT_KEYS
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 TIMEOUT_S = 30.0
+BACKTEST_TIMEOUT_S = 600.0
+POLL_S = 1.0
 
 
 class CliError(Exception):
@@ -83,10 +87,61 @@ def _print_report(report: dict[str, Any]) -> None:
         f"model {report.get('model_version') or 'live'}): "
         f"{report['evaluations']} evaluations in shadow, {report['changed']} decided otherwise"
     )
+    _print_swap(report["swap"])
+    for run in report.get("backtests", []):
+        _say(
+            f"backtest {run['run_id']} over {run['file_name']} by {run['created_by']} at {run['created_at']}: "
+            f"{run['rows_total']} rows, {run['rows_invalid']} invalid, {run['changed']} decided otherwise"
+        )
+
+
+def _print_swap(swap: dict[str, dict[str, int]]) -> None:
     width = max(len(d) for d in DECISIONS) + 2
     _say("live \\ challenger".ljust(20) + "".join(d.rjust(width) for d in DECISIONS))
     for live in DECISIONS:
-        _say(live.ljust(20) + "".join(str(report["swap"][live][d]).rjust(width) for d in DECISIONS))
+        _say(live.ljust(20) + "".join(str(swap[live][d]).rjust(width) for d in DECISIONS))
+
+
+def _print_backtest(run: dict[str, Any], *, by_segment: bool) -> None:
+    """The run's swap counts over its valid rows (invalid rows are neither policy's), overall and by segment."""
+    summary = run["summary"]
+    changed = sum(summary["swap"][a][b] for a in DECISIONS for b in DECISIONS if a != b)
+    _say(
+        f"backtest of challenger {run['challenger_id']} (policy {summary['policy_version_b']} against live "
+        f"{summary['policy_version']}) over {run['file_name']}, run {run['id']}: {summary['rows_total']} rows, "
+        f"{summary['rows_invalid']} invalid, {changed} decided otherwise"
+    )
+    _print_swap(summary["swap"])
+    for key in SEGMENT_KEYS if by_segment else ():
+        _say(f"\n{key}")
+        _print_swap(summary["swap_by_segment"][key])
+
+
+def _backtest(args: argparse.Namespace, client: httpx.Client) -> Any:
+    """Upload the file as a run naming the challenger, then poll it until it ends or --timeout passes."""
+    deadline = time.monotonic() + args.timeout
+    kind = "application/vnd.apache.parquet" if args.file.suffix.lower() == ".parquet" else "text/csv"
+    with args.file.open("rb") as content:
+        run = _call(
+            client,
+            "POST",
+            "/api/v1/portfolio-runs",
+            files={"file": (args.file.name, content, kind)},
+            data={"challenger_id": str(args.challenger_id)},
+            timeout=max(TIMEOUT_S, args.timeout),  # the upload of a large file
+        )
+    while run["status"] not in ("succeeded", "failed"):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise CliError(
+                f"run {run['id']} is still {run['status']} after {args.timeout:g} s: "
+                f"follow it with GET /api/v1/portfolio-runs/{run['id']}, or run backtest with a longer --timeout"
+            )
+        time.sleep(min(args.poll, left))
+        run = _call(client, "GET", f"/api/v1/portfolio-runs/{run['id']}")
+    if run["status"] == "failed":
+        raise CliError(f"run {run['id']} failed: {run['error']}")
+    return run
 
 
 def main(argv: list[str] | None = None, *, stdin: Any = None) -> int:
@@ -113,6 +168,14 @@ def main(argv: list[str] | None = None, *, stdin: Any = None) -> int:
     steps.add_parser("stop", help="end a challenger's shadow").add_argument("challenger_id", type=int)
     commands.add_parser("challengers", help="the challengers")
     commands.add_parser("report", help="live x challenger decisions").add_argument("challenger_id", type=int)
+    backtest = commands.add_parser("backtest", help="a challenger's decisions over a portfolio file (CSV, Parquet)")
+    backtest.add_argument("challenger_id", type=int)
+    backtest.add_argument("file", type=Path)
+    backtest.add_argument(
+        "--timeout", type=float, default=BACKTEST_TIMEOUT_S, help="seconds to wait for the run (default 600)"
+    )
+    backtest.add_argument("--poll", type=float, default=POLL_S, help="seconds between two looks at the run")
+    backtest.add_argument("--by-segment", action="store_true", help="also the swap table of each segment")
     promote = commands.add_parser("promote", help="make a challenger's version live (four eyes)")
     promote.add_argument("challenger_id", type=int)
     promote.add_argument("--justification", required=True)
@@ -133,10 +196,12 @@ def main(argv: list[str] | None = None, *, stdin: Any = None) -> int:
         sys.stderr.write(f"error: {exc.strerror or exc}: {getattr(exc, 'filename', '')}\n")
         return 1
     listing = args.command in ("list", "challengers", "releases") or (args.command == "model" and args.step == "list")
-    if args.json or not (listing or args.command == "report"):
+    if args.json or not (listing or args.command in ("report", "backtest")):
         _say(json.dumps(answer, indent=2, ensure_ascii=False) if answer is not None else "ok")
     elif args.command == "report":
         _print_report(answer)
+    elif args.command == "backtest":
+        _print_backtest(answer, by_segment=args.by_segment)
     else:
         for item in answer:
             _say("  ".join(f"{k}={v}" for k, v in item.items() if k not in ("text", "justification", "card")))
@@ -163,6 +228,8 @@ def _run(args: argparse.Namespace, client: httpx.Client) -> Any:
         return _call(client, "GET", "/api/v1/challengers")
     if args.command == "report":
         return _call(client, "GET", f"/api/v1/challengers/{args.challenger_id}/report")
+    if args.command == "backtest":
+        return _backtest(args, client)
     if args.command == "promote":
         return _call(
             client,

@@ -28,6 +28,7 @@ from contract import DECISIONS, SEGMENT_KEYS
 from decisioning.policy import Policy, parse_policy
 from evaluation_api.audit import trail as audit
 from evaluation_api.database import as_utc
+from evaluation_api.portfolio_runs.store import PortfolioRunRow
 from evaluation_api.releases.table import (
     ChallengerRow,
     ModelVersionRow,
@@ -619,6 +620,7 @@ def report(engine: Engine, challenger_id: int) -> dict[str, Any]:
         "segment_moves": segment_moves,
         "started_at": as_utc(challenger.started_at),
         "stopped_at": as_utc(challenger.stopped_at) if challenger.stopped_at else None,
+        "backtests": backtests(engine, challenger_id),
     }
 
 
@@ -634,3 +636,64 @@ def swap_report(counts: Sequence[Any]) -> dict[str, Any]:
     total = sum(sum(row.values()) for row in matrix.values())
     changed = total - sum(matrix[d][d] for d in DECISIONS)
     return {"evaluations": total, "changed": changed, "swap": matrix, "by_segment": by_segment}
+
+
+# --- backtests: a portfolio run whose policy B is a challenger's (portfolio/worker.py) ---------------------
+
+
+@dataclass(frozen=True)
+class ChallengerPolicy:
+    """What a backtest needs of a challenger: whether it still runs, what it names, its policy's text."""
+
+    challenger_id: int
+    active: bool
+    policy_version_id: int | None
+    model_version_id: int | None
+    text: str | None  # None: it names no policy (it decides with the live one)
+
+
+def challenger_policy(engine: Engine, challenger_id: int) -> ChallengerPolicy | None:
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(ChallengerRow, PolicyVersionRow.text)
+            .outerjoin(PolicyVersionRow, PolicyVersionRow.id == ChallengerRow.policy_version_id)
+            .where(ChallengerRow.id == challenger_id)
+        ).first()
+    if row is None:
+        return None
+    return ChallengerPolicy(row.id, row.stopped_at is None, row.policy_version_id, row.model_version_id, row.text)
+
+
+MAX_BACKTESTS = 100
+
+
+def backtests(engine: Engine, challenger_id: int) -> list[dict[str, Any]]:
+    """The succeeded portfolio runs that named this challenger, newest first (at most MAX_BACKTESTS), each
+    with its swap matrix overall and by segment in the shape of the live report (swap_report), from the
+    run's summary (portfolio/summary.py `swap_by_segment`)."""
+    query = (
+        select(PortfolioRunRow)
+        .where(PortfolioRunRow.challenger_id == challenger_id, PortfolioRunRow.status == "succeeded")
+        .order_by(PortfolioRunRow.created_at.desc(), PortfolioRunRow.id)
+        .limit(MAX_BACKTESTS)
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    found = []
+    for row in rows:
+        summary = row.summary or {}
+        counts = [
+            (segment, live, decision, n)
+            for segment, matrix in (summary.get("swap_by_segment") or {}).items()
+            for live, by_decision in matrix.items()
+            for decision, n in by_decision.items()
+            if live in DECISIONS and decision in DECISIONS  # invalid rows have no segment: rows_invalid
+        ]
+        swap = swap_report(counts)
+        found.append({
+            "run_id": row.id, "file_name": row.file_name, "created_at": as_utc(row.created_at),
+            "created_by": row.created_by, "rows_total": summary.get("rows_total", 0),
+            "rows_invalid": summary.get("rows_invalid", 0), "changed": swap["changed"], "overall": swap["swap"],
+            "by_segment": swap["by_segment"],
+        })  # fmt: skip
+    return found

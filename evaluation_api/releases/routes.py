@@ -7,7 +7,8 @@ GET  /api/v1/model-versions[/{id}]               the model versions, with their 
 POST /api/v1/challengers                        put a policy and/or model version in shadow (risk, admin)
 GET  /api/v1/challengers                        the challengers (risk, admin, auditor)
 POST /api/v1/challengers/{id}/stop              end the shadow (risk, admin)
-GET  /api/v1/challengers/{id}/report            live x challenger decisions since it started (risk, admin, auditor)
+GET  /api/v1/challengers/{id}/report            live x challenger decisions since it started, and its backtests
+                                                (risk, admin, auditor)
 POST /api/v1/challengers/{id}/promote           make it live, by someone other than its author (risk, admin)
 GET  /api/v1/releases                           what was live when, newest first (risk, admin, auditor)
 POST /api/v1/releases/rollback                  back to the previous live policy, in one step (risk, admin)
@@ -135,6 +136,20 @@ class ReleasePublic(BaseModel):
     effective_at: datetime = Field(description="From this instant every API process decides with it")
 
 
+class Backtest(BaseModel):
+    """A portfolio run that named the challenger: its file decided by the live policy and by the challenger's."""
+
+    run_id: str
+    file_name: str
+    created_at: datetime
+    created_by: str
+    rows_total: int
+    rows_invalid: int = Field(description="Rows the API would refuse: in neither matrix")
+    changed: int = Field(description="Valid rows the challenger decided otherwise")
+    overall: dict[Decision, dict[Decision, int]] = Field(description="live decision -> challenger decision -> rows")
+    by_segment: dict[str, dict[Decision, dict[Decision, int]]]
+
+
 class SwapReport(BaseModel):
     challenger_id: int
     policy_version_id: int | None
@@ -149,6 +164,9 @@ class SwapReport(BaseModel):
     by_segment: dict[str, dict[Decision, dict[Decision, int]]]
     segment_moves: dict[str, dict[str, int]] = Field(
         description="live segment -> challenger model's segment -> count (the diagonal only, without a model)"
+    )
+    backtests: list[Backtest] = Field(
+        description="Succeeded portfolio runs that named this challenger (challenger_id), newest first"
     )
 
 
@@ -329,7 +347,7 @@ async def stop_challenger(
 @router.get("/api/v1/challengers/{challenger_id}/report", responses=_REFUSALS)
 async def challenger_report(challenger_id: VersionId, engine: EngineDep) -> SwapReport:
     """The swap set: how many evaluations each (live decision, challenger decision) pair holds, overall and
-    by segment, since the challenger started."""
+    by segment, since the challenger started; and the same over each portfolio file a backtest ran."""
     return SwapReport(**await _call(registry.report, engine, challenger_id))
 
 

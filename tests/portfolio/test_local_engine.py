@@ -102,6 +102,13 @@ def test_summary_and_swap_matrix(
     assert isinstance(swap, dict)
     pairs = Counter(zip(out["decision"], out["decision_b"], strict=True))
     assert {(a, b): c for a, row in swap.items() for b, c in row.items() if c} == dict(pairs)
+    # Per segment, from the output's rows; invalid rows have no segment and are in `swap` only.
+    by_segment_swap = summary["swap_by_segment"]
+    assert isinstance(by_segment_swap, dict) and list(by_segment_swap) == list(by_segment)
+    triples = Counter(zip(out["segment_key"], out["decision"], out["decision_b"], strict=True))
+    cells = {(key, a, b): c for key, m in by_segment_swap.items() for a, row in m.items() for b, c in row.items() if c}
+    assert cells == {(key, a, b): c for (key, a, b), c in triples.items() if key is not None}
+    assert sum(m["invalid"]["invalid"] for m in by_segment_swap.values()) == 0
 
 
 def test_candidate_moves_the_known_customers(portfolio: Portfolio, csv_run: tuple[Path, dict[str, object]]) -> None:
