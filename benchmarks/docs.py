@@ -165,6 +165,8 @@ def _stack(results: dict[str, Any], top: int) -> dict[str, Any] | None:
         return None
     clients = st["settings"]["clients"]
     return {
+        "generated_at": st.get("generated_at", "?"),
+        "machine": st.get("machine", {"git_commit": "?"}),
         "settings": st["settings"],
         "limits": st["settings"]["limits"],
         "s": {key: {c: _system(st, key, c) for c in clients} for key in ("monolith", STACK_KEY, LIMITED_KEY)},

@@ -509,6 +509,10 @@ def stack_md(results: dict[str, Any]) -> list[str]:
     lines = [
         "## Through the gateway (make stack: nginx, one container each, PostgreSQL records)",
         "",
+        f"Measured by `make bench-stack` on {st.get('generated_at', '?')}, commit "
+        f"`{st.get('machine', {}).get('git_commit') or '?'}`, load average at start "
+        f"{', '.join(str(x) for x in st.get('machine', {}).get('load_average_at_start', [])) or '?'}.",
+        "",
         f"`/avaliar` through the gateway of `make stack` (`make bench-stack`): gateway (nginx), evaluation API "
         "(one uvicorn process), model service (one worker) and PostgreSQL, each in its container, against the "
         f"monolith, alternating for {settings['rounds']} rounds of {settings['duration_s']:g} s per point. The "

@@ -133,7 +133,10 @@ def _stack(*, clients: list[int], duration_s: float, rounds: int, work: Path) ->
     the top load (benchmarks/stack.py); then the same stack with the gateway on its production limits."""
     from benchmarks import stack
 
+    # Its own date and machine: the section is usually run alone, apart from the others (make bench-stack).
     out: dict[str, Any] = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
         "settings": {"clients": clients, "duration_s": duration_s, "rounds": rounds, "limits": stack.limits_settings()},
         "load": [],
     }
@@ -345,6 +348,12 @@ def carry_over(results: dict[str, Any], previous_path: Path, *, ran: set[str]) -
         carried[name] = dates.get(name, when)
     if carried:
         results["carried_over"] = carried
+    if not ran & set(DEFAULT_SECTIONS):
+        # Only the stack ran (it stamps its own date and machine): the run's header stays that of the
+        # run whose figures the other sections carry.
+        for key in ("generated_at", "machine", "elapsed_s"):
+            if key in previous:
+                results[key] = previous[key]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -89,11 +89,28 @@ def test_the_stack_is_measured_when_asked_for_and_a_full_run_keeps_its_last_resu
     assert full["carried_over"] == {"stack": "2026-01-01T00:00:00+00:00"}
     assert full["load"] == []  # what this run measured stays its own
 
+    # The stack alone: the other sections carried, and with them the header of the run they come from
+    # (the stack keeps its own date and machine).
+    alone: dict[str, Any] = {
+        "smoke": False,
+        "generated_at": "2026-02-02T00:00:00+00:00",
+        "machine": {"git_commit": "new"},
+        "load": [],
+        "experiments": {},
+        "settings": {},
+        "stack": {**_stack_section(), "generated_at": "2026-02-02T00:00:00+00:00", "machine": {"git_commit": "new"}},
+    }
+    run.carry_over(alone, previous, ran={"stack"})
+    assert (alone["generated_at"], alone["machine"]) == (RESULTS["generated_at"], RESULTS["machine"])
+    assert alone["load"] == RESULTS["load"] and alone["stack"]["machine"] == {"git_commit": "new"}
+    assert "stack" not in alone["carried_over"] and "load" in alone["carried_over"]
+
 
 def test_the_summary_compares_the_stack_within_its_own_rounds_and_counts_the_429s() -> None:
     text = report.markdown({**RESULTS, "stack": _stack_section()})
 
     section = text[text.index("## Through the gateway") :]
+    assert "Measured by `make bench-stack` on ?" in section  # a section without its stamp says so
     assert "0.50×, 0.40×, 0.60× (median 0.50×)" in section
     assert "per busy core 0.45×, 0.36×, 0.54×." in section
     assert "13.0 answers 2xx per second and 40,000 answers 429 in 6.0 s" in section
