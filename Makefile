@@ -19,7 +19,7 @@ export API_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 export RUN_DIR ?= $(CURDIR)/var
 
 .PHONY: help setup lock system-deps model import serve-model serve-candidate serve-api run test lint bench report bento clean
-.PHONY: podman-deps podman-check images images-clean stack stack-down test-images
+.PHONY: podman-deps podman-check images images-clean images-present stack stack-down stack-gateway test-images bench-stack
 
 # Images and the containerised stack (docs/DEPLOY.md): podman, no Docker engine or registry needed.
 # podman reads deploy/images/containers.conf (runc, lower rlimits) instead of anything under /etc.
@@ -128,6 +128,9 @@ lint: setup ## Static checks: ruff (lint and format) and mypy --strict (pyprojec
 bench: setup system-deps import ## Run the benchmarks (3 rounds, about 15 minutes) and regenerate docs/results/; BENCH_ARGS="--only portfolio" for one section
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
+bench-stack: setup system-deps import podman-deps ## /avaliar through make stack's gateway (PostgreSQL) against the monolith, in alternating rounds; builds the images if missing, stops the stack at the end
+	$(PY) -m benchmarks.run --only stack $(BENCH_ARGS)
+
 report: setup ## Render docs/RELATORIO.md (pt-BR) from docs/results/*.json and build docs/RELATORIO.pdf (fpdf2, offline)
 	$(PY) -m benchmarks.docs --pdf
 
@@ -153,6 +156,12 @@ stack: setup podman-deps ## Run the images of `make images`: PostgreSQL, migrati
 
 stack-down: setup ## Stop and remove the stack: containers, networks, the database and portfolio volumes
 	deploy/images/stack.sh down
+
+stack-gateway: setup ## Start the running stack's gateway again with the environment's per-client limits (GATEWAY_RATE_LIMIT_RPS, GATEWAY_RATE_LIMIT_BURST, GATEWAY_CONN_LIMIT)
+	deploy/images/stack.sh gateway
+
+images-present: ## Whether podman has every image `make stack` runs (names the missing ones)
+	@deploy/images/stack.sh has-images
 
 test-images: setup ## Test the running stack through its gateway (after `make images stack`)
 	IMAGES_STACK=1 $(PY) -m pytest -m images tests/images

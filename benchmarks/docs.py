@@ -31,6 +31,7 @@ from typing import Any
 
 import jinja2
 
+from benchmarks import stack
 from benchmarks.report import busy_cores, rounds_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +47,8 @@ MODEL_CARD = ROOT / "models" / "model_card.json"
 # Keys of results.json's `load` points that issue 22 asks for and `make bench` may not have measured
 # yet. The report says so, in words, while they are absent.
 MONOLITH_WORKERS_KEY = "monolith_workers"  # the monolith under uvicorn with as many workers as API processes
-STACK_KEY = "stack_gateway"  # /avaliar through make stack's gateway, PostgreSQL records
+STACK_KEY = stack.STACK_KEY  # /avaliar through make stack's gateway, PostgreSQL records (make bench-stack)
+LIMITED_KEY = stack.LIMITED_KEY  # the same, the gateway on its production limits
 
 # The systems' names in the report (results.json names them in English).
 LABELS_PT = {
@@ -54,9 +56,16 @@ LABELS_PT = {
     MONOLITH_WORKERS_KEY: "monólito, um processo por processo de API",
     "end_to_end": "API de avaliação → serviço de modelo (make run)",
     STACK_KEY: "pilha pelo gateway, registros em PostgreSQL (make stack)",
+    LIMITED_KEY: "a mesma pilha, gateway com os limites de produção",
     "model_service": "serviço de modelo sozinho (configuração padrão)",
 }
-ROLES_PT = {"monolith": "monólito", "evaluation_api": "API", "model_service": "serviço de modelo"}
+ROLES_PT = {
+    "monolith": "monólito",
+    "evaluation_api": "API",
+    "model_service": "serviço de modelo",
+    "gateway": "gateway",
+    "database": "PostgreSQL",
+}
 
 
 # --- pt-BR numbers -----------------------------------------------------------------------------------
@@ -113,6 +122,8 @@ def _system(results: dict[str, Any], key: str, clients: int) -> dict[str, Any] |
         "p50": _spread(p["latency_ms"]["p50"] for p in rounds),
         "p99": _spread(p["latency_ms"]["p99"] for p in rounds),
         "errors": sum(p["errors"]["total"] for p in rounds),
+        "rate_limited": sum(int(p["errors"]["by_status"].get("429", 0)) for p in rounds),
+        "duration_s": _spread(p["duration_s"] for p in rounds),
         "cpu_ms": _spread(p["cpu_ms_per_request"]["system"] for p in rounds),
         "busy_cores": _spread(busy_cores(p) for p in rounds),
         "rps_per_core": _spread(p["throughput_rps"] / max(busy_cores(p), 1e-9) for p in rounds),
@@ -143,12 +154,33 @@ def _versus(results: dict[str, Any], key: str, base: str, clients: int) -> dict[
 
 
 def _gateway_limit(conf: str) -> dict[str, Any]:
-    """The per-client rate limit on the API's paths, read from the gateway's configuration."""
-    rate = re.search(r"limit_req_zone\s+\S+\s+zone=api_per_client:\S+\s+rate=(\d+)r/s;", conf)
-    burst = re.search(r"limit_req\s+zone=api_per_client\s+burst=(\d+)", conf)
-    if not rate or not burst:
-        raise ValueError(f"{GATEWAY_CONF}: no per-client rate limit on the API's paths (zone api_per_client)")
-    return {"rate_rps": int(rate.group(1)), "burst": int(burst.group(1))}
+    """The per-client limits on the API's paths, read from the gateway's configuration."""
+    return dict(stack.gateway_limits(conf))
+
+
+def _stack(results: dict[str, Any], top: int) -> dict[str, Any] | None:
+    """The stack section (make bench-stack): its systems, its ratio to the monolith of its own rounds."""
+    st = results.get("stack")
+    if not st or not st.get("load"):
+        return None
+    clients = st["settings"]["clients"]
+    return {
+        "generated_at": st.get("generated_at", "?"),
+        "machine": st.get("machine", {"git_commit": "?"}),
+        "settings": st["settings"],
+        "limits": st["settings"]["limits"],
+        "s": {key: {c: _system(st, key, c) for c in clients} for key in ("monolith", STACK_KEY, LIMITED_KEY)},
+        "vs_monolith": {c: _versus(st, STACK_KEY, "monolith", c) for c in clients},
+        "one_client_p50_ratio": _versus_p50(st, STACK_KEY, "monolith", 1),
+    }
+
+
+def _versus_p50(results: dict[str, Any], key: str, base: str, clients: int) -> dict[str, float] | None:
+    a, b = rounds_of(results, key, clients), rounds_of(results, base, clients)
+    common = sorted(a.keys() & b.keys())
+    if not common:
+        return None
+    return _spread(a[r]["latency_ms"]["p50"] / max(b[r]["latency_ms"]["p50"], 1e-9) for r in common)
 
 
 def _portfolio(pf: dict[str, Any]) -> dict[str, Any]:
@@ -183,8 +215,11 @@ def context(
     g = report.goals(results)
     systems = {
         key: {c: _system(results, key, c) for c in settings["clients"]}
-        for key in ("monolith", "end_to_end", "model_service", MONOLITH_WORKERS_KEY, STACK_KEY)
+        for key in ("monolith", "end_to_end", "model_service", MONOLITH_WORKERS_KEY)
     }
+    # The stack's points are its own section's, measured against the monolith of its own rounds.
+    st = _stack(results, top)
+    systems[STACK_KEY] = {c: st["s"][STACK_KEY].get(c) if st else None for c in settings["clients"]}
     ex = results.get("experiments", {})
     fault = ex.get("fault") if ex.get("fault") and "skipped" not in ex["fault"] else None
     if fault:
@@ -226,7 +261,7 @@ def context(
             "e2e_monolith": _versus(results, "end_to_end", "monolith", top),
             "model_monolith": _versus(results, "model_service", "monolith", top),
             "e2e_monolith_workers": _versus(results, "end_to_end", MONOLITH_WORKERS_KEY, top),
-            "stack_monolith": _versus(results, STACK_KEY, "monolith", top),
+            "stack_monolith": st["vs_monolith"].get(top) if st else None,
         },
         "variants": {
             key: _system(results, key, top) for key in ("model_service_batching_on_1w", "model_service_batching_off_1w")
@@ -237,8 +272,9 @@ def context(
         "scaling": scaling,
         "portfolio": _portfolio(portfolio) if portfolio else None,
         "gateway": _gateway_limit(gateway_conf),
+        "stack": st,
         "roles": ROLES_PT,
-        "keys": {"monolith_workers": MONOLITH_WORKERS_KEY, "stack": STACK_KEY},
+        "keys": {"monolith_workers": MONOLITH_WORKERS_KEY, "stack": STACK_KEY, "limited": LIMITED_KEY},
     }
 
 

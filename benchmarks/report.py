@@ -21,6 +21,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
 from benchmarks import portfolio
+from benchmarks.stack import LIMITED_KEY, STACK_KEY
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 ARCHITECTURE = DOCS / "ARCHITECTURE.md"
@@ -37,6 +38,8 @@ ROLE_NAMES = {
     "monolith": "monolith",
     "evaluation_api": "evaluation API",
     "model_service": "model service",
+    "gateway": "gateway",
+    "database": "PostgreSQL",
     "load_generator": "load tool",
 }
 # The three systems `make bench` alternates, then the model service's variants (one round each).
@@ -466,6 +469,7 @@ def markdown(results: dict[str, Any], *, images: str = "") -> str:
         lines.append("")
     if results.get("portfolio"):
         lines += portfolio.markdown(results["portfolio"])
+    lines += stack_md(results)
     lines += _experiments_md(results, images=images)
     if results.get("carried_over"):
         lines += (
@@ -479,6 +483,81 @@ def markdown(results: dict[str, Any], *, images: str = "") -> str:
     if results.get("skipped"):
         lines += ["## Not run", ""] + [f"- {k}: {v}" for k, v in results["skipped"].items()] + [""]
     return "\n".join(lines)
+
+
+# The systems of the stack section (results["stack"]["load"], apart from the load section's: its
+# monolith ran in the stack's rounds, not in the load section's).
+STACK_LABELS = {
+    "monolith": "monolith (before), in the same rounds",
+    STACK_KEY: "make stack through its gateway (PostgreSQL), limits raised for the bench",
+    LIMITED_KEY: "the same, the gateway on its production limits (one round)",
+}
+
+
+def _limits(limits: dict[str, int]) -> str:
+    return f"{limits['rate_rps']:,} requests/s, bursts of {limits['burst']:,}, {limits['concurrent']:,} at once"
+
+
+def stack_md(results: dict[str, Any]) -> list[str]:
+    """`/avaliar` through make stack's gateway against the monolith in the same rounds, and what one
+    client address gets through the production limits."""
+    st = results.get("stack")
+    if not st or not st.get("load"):
+        return []
+    settings, limits = st["settings"], st["settings"]["limits"]
+    top = max(settings["clients"])
+    lines = [
+        "## Through the gateway (make stack: nginx, one container each, PostgreSQL records)",
+        "",
+        f"Measured by `make bench-stack` on {st.get('generated_at', '?')}, commit "
+        f"`{st.get('machine', {}).get('git_commit') or '?'}`, load average at start "
+        f"{', '.join(str(x) for x in st.get('machine', {}).get('load_average_at_start', [])) or '?'}.",
+        "",
+        f"`/avaliar` through the gateway of `make stack` (`make bench-stack`): gateway (nginx), evaluation API "
+        "(one uvicorn process), model service (one worker) and PostgreSQL, each in its container, against the "
+        f"monolith, alternating for {settings['rounds']} rounds of {settings['duration_s']:g} s per point. The "
+        f"load tool is one client address and the gateway limits each address ({_limits(limits['production'])}): "
+        f"the path's capacity is measured with the limits raised ({_limits(limits['bench'])}), then the gateway "
+        "is started again on its production limits. Busy cores count every process of the four containers.",
+        "",
+        "| system | clients | rounds | req/s | p50 ms | p99 ms | errors | CPU ms per request | busy cores "
+        "| req/s per busy core | peak memory (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for key, label in STACK_LABELS.items():
+        for c in settings["clients"]:
+            p = _point(st, key, c)
+            if not p:
+                continue
+            per_core = _per_busy_core(st, key, c)
+            lines.append(
+                f"| {label} | {c} | {p['rounds']} | {_spread(p, 'throughput_rps', 1 if key == LIMITED_KEY else 0)} | "
+                f"{_spread(p, 'p50', 1)} | {_spread(p, 'p99', 1)} | {_errors(p)} | {_cpu_spread(p)} | "
+                f"{busy_cores(p):.2f} | {_range(_summary(per_core, 0), '', 0) if per_core else '–'} | "
+                f"{_resources(p)[1]} |"
+            )
+    lines.append("")
+    pairs = _ratios(st, STACK_KEY, "monolith", top)
+    if pairs:
+        ratios = [s["throughput_rps"] / max(m["throughput_rps"], 1e-9) for _, s, m in pairs]
+        per_core = [
+            (s["throughput_rps"] / max(busy_cores(s), 1e-9)) / max(m["throughput_rps"] / max(busy_cores(m), 1e-9), 1e-9)
+            for _, s, m in pairs
+        ]
+        lines.append(
+            f"Through the gateway against the monolith at {top} clients, each round: "
+            f"{', '.join(f'{x:.2f}×' for x in ratios)} (median {_median(ratios):.2f}×); per busy core "
+            f"{', '.join(f'{x:.2f}×' for x in per_core)}."
+        )
+    limited = _point(st, LIMITED_KEY, top)
+    if limited:
+        statuses = limited["errors"]["by_status"]
+        lines.append(
+            f"With the production limits, one address with {top} connections got "
+            f"{limited['throughput_rps']:,.1f} answers 2xx per second and {statuses.get('429', 0):,} answers 429 "
+            f"in {limited['duration_s']:.1f} s."
+        )
+    return [*lines, ""]
 
 
 def fair_baselines(results: dict[str, Any]) -> list[str]:

@@ -5,6 +5,7 @@
     python -m benchmarks.run --smoke --out /tmp/bench   # a few seconds per system: the harness works
     python -m benchmarks.run --only load,bulk            # some sections; the others keep their last results
     python -m benchmarks.run --only portfolio            # portfolio runs alone, about 6 minutes
+    python -m benchmarks.run --only stack                # through make stack's gateway (make bench-stack)
 
 Every system is started here on free loopback ports and stopped at the end, whatever happens.
 The numbers depend on what else the machine is doing: run it on a quiet machine.
@@ -34,7 +35,10 @@ from benchmarks import bulk, load, report, systems
 from benchmarks.loadgen import wrk
 from benchmarks.systems import ROOT, System
 
-SECTIONS = ("load", "bulk", "fault", "rollout", "scaling", "portfolio")
+SECTIONS = ("load", "bulk", "fault", "rollout", "scaling", "portfolio", "stack")
+# What a run without --only measures. The stack (make bench-stack) needs podman and the images of
+# `make images`: it runs when asked for, and a full run keeps its last results.
+DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "stack")
 DEFAULT_OUT = ROOT / "docs" / "results"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cc_general.csv"
 
@@ -119,8 +123,60 @@ def _bulk(system: System, *, customers: int, smoke: bool) -> dict[str, Any]:
     return out
 
 
+def ran(args: argparse.Namespace) -> set[str]:
+    """The sections this run measures."""
+    return set(args.only.split(",")) if args.only else set(DEFAULT_SECTIONS)
+
+
+def _stack(*, clients: list[int], duration_s: float, rounds: int, work: Path) -> dict[str, Any]:
+    """/avaliar through make stack's gateway and the monolith, in alternating rounds at one client and
+    the top load (benchmarks/stack.py); then the same stack with the gateway on its production limits."""
+    from benchmarks import stack
+
+    # Its own date and machine: the section is usually run alone, apart from the others (make bench-stack).
+    out: dict[str, Any] = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "settings": {"clients": clients, "duration_s": duration_s, "rounds": rounds, "limits": stack.limits_settings()},
+        "load": [],
+    }
+    log_path = work / "stack.log"
+    stack.ensure_images(log_path=log_path, log=log)
+    with contextlib.ExitStack() as running_stack:
+        running = {
+            "monolith": running_stack.enter_context(systems.monolith(log_dir=work)),
+            stack.STACK_KEY: running_stack.enter_context(stack.stack(log_path=log_path, log=log)),
+        }
+        keys = list(running)
+        for round_no in range(1, rounds + 1):
+            log(f"-- stack round {round_no} of {rounds}")
+            shift = (round_no - 1) % len(keys)
+            for key in keys[shift:] + keys[:shift]:
+                log(f"{running[key].name} (round {round_no})")
+                for point in _load_points(
+                    running[key], clients=clients, duration_s=duration_s, rate_rps=0.0, rate_users=0, workdir=work
+                ):
+                    out["load"].append({"key": key, "round": round_no, **point})
+        # One address against the production limits: what another system calling /avaliar gets. Once:
+        # a setting's effect, not a speed to compare. No warm-up (the stack is warm): each point starts
+        # with the client's bucket full, as a fresh client's.
+        log("the gateway again, on its production limits (make stack-gateway)")
+        limited = stack.with_production_limits(running[stack.STACK_KEY], log_path=log_path)
+        production = out["settings"]["limits"]["production"]
+        for n in clients:
+            time.sleep(stack.refill_s(production))
+            point = load.closed_loop(limited, clients=n, duration_s=duration_s, workdir=work)
+            log(
+                f"  {n:>3} clients, production limits: {point['throughput_rps']:>7.1f} req/s answered 2xx, "
+                f"{stack.rate_limited(point)} answered 429, other errors "
+                f"{point['errors']['total'] - stack.rate_limited(point)}"
+            )
+            out["load"].append({"key": stack.LIMITED_KEY, "round": 1, **point})
+    return out
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    sections = set(args.only.split(",")) if args.only else set(SECTIONS)
+    sections = ran(args)
     unknown = sections - set(SECTIONS)
     if unknown:
         raise SystemExit(f"unknown section(s): {', '.join(sorted(unknown))}; known: {', '.join(SECTIONS)}")
@@ -253,6 +309,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
 
         section("portfolio", portfolio_section)
+
+        # --- the production path: make stack's gateway, PostgreSQL (opt-in: make bench-stack) ------
+        def stack_section() -> None:
+            results["stack"] = _stack(clients=[1, max(clients)], duration_s=duration_s, rounds=rounds, work=work)
+
+        section("stack", stack_section)
     finally:
         results["elapsed_s"] = round(time.monotonic() - started, 1)
         if not args.keep_workdir:
@@ -277,7 +339,7 @@ def carry_over(results: dict[str, Any], previous_path: Path, *, ran: set[str]) -
             continue
         if name == "load" and previous.get("load"):
             results["load"], results["settings"] = previous["load"], previous["settings"]
-        elif name in ("bulk", "portfolio") and previous.get(name):
+        elif name in ("bulk", "portfolio", "stack") and previous.get(name):
             results[name] = previous[name]
         elif previous.get("experiments", {}).get(name):
             results["experiments"][name] = previous["experiments"][name]
@@ -286,13 +348,23 @@ def carry_over(results: dict[str, Any], previous_path: Path, *, ran: set[str]) -
         carried[name] = dates.get(name, when)
     if carried:
         results["carried_over"] = carried
+    if not ran & set(DEFAULT_SECTIONS):
+        # Only the stack ran (it stamps its own date and machine): the run's header stays that of the
+        # run whose figures the other sections carry.
+        for key in ("generated_at", "machine", "elapsed_s"):
+            if key in previous:
+                results[key] = previous[key]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--out", type=Path, default=DEFAULT_OUT, help="where results go (default: docs/results)")
-    add("--only", default="", help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
+    add(
+        "--only",
+        default="",
+        help=f"comma-separated sections of {','.join(SECTIONS)} (default: {','.join(DEFAULT_SECTIONS)})",
+    )
     add("--smoke", action="store_true", help="a few seconds per system, fewer systems: checks that the harness works")
     add("--duration", type=float, default=0.0, help="seconds per load point (default 6; 2 with --smoke)")
     add("--rounds", type=int, default=0, help="rounds of the three systems in alternation (default 3; 2 with --smoke)")
@@ -322,8 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         args.bulk_customers = 2_000
 
     results = run(args)
-    if args.only:
-        carry_over(results, args.out / "results.json", ran=set(args.only.split(",")))
+    # A section not run keeps its last results (every run but one of every section: the stack is opt-in).
+    carry_over(results, args.out / "results.json", ran=ran(args))
     results["goals"] = report.goals(results)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

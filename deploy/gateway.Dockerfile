@@ -12,9 +12,15 @@ USER root
 RUN rm -rf /usr/share/nginx/html/* /etc/nginx/conf.d/*
 COPY deploy/nginx/gateway.conf /etc/nginx/conf.d/default.conf
 COPY frontend/ /usr/share/nginx/html/
+# The per-client limits, settable at start (GATEWAY_RATE_LIMIT_RPS, GATEWAY_RATE_LIMIT_BURST,
+# GATEWAY_CONN_LIMIT); unset, nginx runs gateway.conf as copied above.
+COPY deploy/nginx/gateway-entrypoint.sh /usr/local/bin/gateway-entrypoint.sh
 USER 101
 
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
     CMD ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/healthz"]
-# The base image's entrypoint and command: nginx -g 'daemon off;', stopped gracefully by SIGQUIT.
+# The base image's command (an ENTRYPOINT resets it), run by the entrypoint; stopped gracefully by
+# SIGQUIT (the base image's STOPSIGNAL), which reaches nginx: the entrypoint execs it.
+ENTRYPOINT ["/usr/local/bin/gateway-entrypoint.sh"]
+CMD ["nginx", "-g", "daemon off;"]

@@ -33,6 +33,15 @@ wait_healthy() {
   echo "stack: $1 is healthy ($SECONDS s)"
 }
 
+# has-images: whether podman has every image the stack runs (names each one it lacks).
+has_images() {
+  local image missing=0
+  for image in "$MODEL_SERVICE_IMAGE" "$API_IMAGE" "$PORTFOLIO_WORKER_IMAGE" "$GATEWAY_IMAGE" "$POSTGRES_IMAGE"; do
+    podman image exists "$image" 2>/dev/null || { echo "stack: no image $image" >&2; missing=1; }
+  done
+  return $missing
+}
+
 up() {
   if ! python3 -c "import socket; socket.socket().bind(('127.0.0.1', $GATEWAY_PORT))" 2>/dev/null; then
     echo "stack: 127.0.0.1:$GATEWAY_PORT is in use (a stack already up? make stack-down); free it or set GATEWAY_PORT" >&2
@@ -47,9 +56,7 @@ up() {
   # The data keys (customer names are stored encrypted): a key file's content, on one line.
   grep -q "^DATA_KEYS=" "$ENV_FILE" \
     || echo "DATA_KEYS=$(.venv/bin/python -m evaluation_api.privacy.key_rotation generate | tr -d '\n ')" >> "$ENV_FILE"
-  for image in "$MODEL_SERVICE_IMAGE" "$API_IMAGE" "$PORTFOLIO_WORKER_IMAGE" "$GATEWAY_IMAGE" "$POSTGRES_IMAGE"; do
-    podman image exists "$image" || { echo "stack: no image $image: run make images first" >&2; exit 1; }
-  done
+  has_images || { echo "stack: run make images first" >&2; exit 1; }
   # The images, named as compose.yaml names them.
   export MODEL_SERVICE_IMAGE POSTGRES_IMAGE
   export APP_VERSION=stack
@@ -77,6 +84,15 @@ up() {
   echo "stack: up in $SECONDS s: http://127.0.0.1:$GATEWAY_PORT/ (make stack-down stops it)"
 }
 
+# `make stack-gateway`: the gateway alone started again, with the per-client limits of the
+# environment (GATEWAY_RATE_LIMIT_RPS, GATEWAY_RATE_LIMIT_BURST, GATEWAY_CONN_LIMIT; unset: gateway.conf's),
+# the other services left running.
+gateway() {
+  export APP_VERSION=stack
+  compose up -d --no-deps --force-recreate gateway
+  wait_healthy gateway 30
+}
+
 down() {
   # Containers, networks and the database's volume: the next `make stack` starts from nothing.
   # compose.yaml requires the password to be set, even to stop: any value does for that.
@@ -84,4 +100,8 @@ down() {
   compose down --volumes --timeout 10
 }
 
-"$@"
+case ${1:-} in
+  up | down | gateway) "$1" ;;
+  has-images) has_images ;;
+  *) echo "usage: $0 up|down|gateway|has-images" >&2; exit 2 ;;
+esac

@@ -17,6 +17,8 @@ from tests.utils import servers
 
 ROOT = servers.ROOT
 GATEWAY_CONF = ROOT / "deploy" / "nginx" / "gateway.conf"
+# The image's entrypoint: writes the per-client limits it is given into a copy of the config.
+ENTRYPOINT = ROOT / "deploy" / "nginx" / "gateway-entrypoint.sh"
 FRONTEND = ROOT / "frontend"
 
 # As in nginx-unprivileged's /etc/nginx/nginx.conf, with its /tmp and /var/log paths under PREFIX.
@@ -107,6 +109,60 @@ class GatewayDir:
             port=self.port,
             ready_path="/healthz",
             env=servers.project_env(),
+        )
+
+    def entrypoint_env(self, **limits: str) -> dict[str, str]:
+        """The environment of the image's entrypoint run on this prefix: its nginx directory is the
+        prefix (nginx.conf, conf.d/), the copy it writes goes under run/; `limits` are its settings
+        (GATEWAY_RATE_LIMIT_RPS=..., ...)."""
+        return {
+            **servers.project_env(),
+            "GATEWAY_NGINX_DIR": str(self.prefix),
+            "GATEWAY_RUN_DIR": str(self.run_dir),
+            **limits,
+        }
+
+    @property
+    def run_dir(self) -> Path:
+        return self.prefix / "run"
+
+    def entrypoint_args(self, *nginx_args: str, **limits: str) -> list[str]:
+        """The image's entrypoint running nginx as the image's command does. The image's nginx reads
+        /etc/nginx/nginx.conf by default, this machine's would read its own: with no limit set,
+        `-c` names the prefix's (the entrypoint runs the command as given); with one set, the
+        entrypoint names its copy itself."""
+        conf = [] if any(limits.values()) else ["-c", str(self.conf)]
+        return [
+            "sh",
+            str(ENTRYPOINT),
+            nginx_binary(),
+            "-p",
+            str(self.prefix),
+            *conf,
+            "-e",
+            str(self.prefix / "error.log"),
+            *nginx_args,
+        ]
+
+    def run_entrypoint(self, *nginx_args: str, **limits: str) -> subprocess.CompletedProcess[str]:
+        """The entrypoint with a command that exits (`-t`, `-T`)."""
+        return subprocess.run(
+            self.entrypoint_args(*nginx_args, **limits),
+            env=self.entrypoint_env(**limits),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    def entrypoint_server(self, **limits: str) -> servers.Server:
+        """nginx in the foreground, started by the image's entrypoint with those limits."""
+        return servers.Server(
+            name="gateway (nginx, through its entrypoint)",
+            args=self.entrypoint_args("-g", "daemon off;", **limits),
+            port=self.port,
+            ready_path="/healthz",
+            env=self.entrypoint_env(**limits),
         )
 
     def error_log(self) -> str:

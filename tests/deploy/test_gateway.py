@@ -47,9 +47,10 @@ def test_nginx_accepts_the_gateway_config(production: list[dict[str, Any]], behi
         gateway.remove()
 
 
-def _run_gateway(api_address: str) -> Iterator[str]:
+def _run_gateway(api_address: str, **limits: str) -> Iterator[str]:
+    """nginx on the committed config; with `limits`, started by the image's entrypoint with them."""
     gateway = GatewayDir(port=servers.free_port(), api_address=api_address)
-    server = gateway.server()
+    server = gateway.entrypoint_server(**limits) if limits else gateway.server()
     try:
         try:
             server.start(timeout=20)
@@ -194,6 +195,97 @@ def test_a_burst_from_one_client_is_limited_with_429_and_retry_after(gateway: st
         _assert_security_headers(response)
         # The form is not rate limited.
         assert client.get("/").status_code == 200
+
+
+# --- The per-client limits, set when the image starts (deploy/nginx/gateway-entrypoint.sh) ----------
+
+LIMITS = {"GATEWAY_RATE_LIMIT_RPS": "1000", "GATEWAY_RATE_LIMIT_BURST": "500", "GATEWAY_CONN_LIMIT": "128"}
+
+
+@pytest.fixture
+def gateway_dir() -> Iterator[GatewayDir]:
+    gateway = GatewayDir(port=servers.free_port(), api_address=f"127.0.0.1:{servers.free_port()}")
+    yield gateway
+    gateway.remove()
+
+
+def test_without_limits_set_the_entrypoint_runs_the_config_as_built(gateway_dir: GatewayDir) -> None:
+    done = gateway_dir.run_entrypoint("-T", GATEWAY_RATE_LIMIT_RPS="", GATEWAY_RATE_LIMIT_BURST="")
+    assert done.returncode == 0, done.stderr
+    # nginx -T prints every file it loaded: the prefix's (the committed gateway.conf), byte for byte.
+    built = (gateway_dir.prefix / "conf.d" / "default.conf").read_text(encoding="utf-8")
+    assert f"# configuration file {gateway_dir.prefix}/conf.d/default.conf:\n{built}" in done.stdout
+    assert not gateway_dir.run_dir.exists()
+
+
+def test_the_entrypoint_writes_the_limits_it_is_given_and_nothing_else(gateway_dir: GatewayDir) -> None:
+    done = gateway_dir.run_entrypoint("-T", **LIMITS)
+    assert done.returncode == 0, done.stderr
+    assert f"# configuration file {gateway_dir.run_dir}/conf.d/default.conf:" in done.stdout
+    assert "zone=api_per_client:10m rate=1000r/s;" in done.stdout
+    assert done.stdout.count("limit_req zone=api_per_client burst=500 nodelay;") == 2  # the API, the uploads
+    assert "limit_conn conn_per_client 128;" in done.stdout
+    # Signing in keeps its own zone.
+    assert "zone=signin_per_client:10m rate=10r/m;" in done.stdout
+    assert "limit_req zone=signin_per_client burst=5 nodelay;" in done.stdout
+    # The copy differs from the prefix's config in those lines only.
+    built = (gateway_dir.prefix / "conf.d" / "default.conf").read_text(encoding="utf-8").splitlines()
+    copy = (gateway_dir.run_dir / "conf.d" / "default.conf").read_text(encoding="utf-8").splitlines()
+    changed = [(a.strip(), b.strip()) for a, b in zip(built, copy, strict=True) if a != b]
+    assert changed == [
+        ("limit_req_zone $binary_remote_addr zone=api_per_client:10m rate=10r/s;",
+         "limit_req_zone $binary_remote_addr zone=api_per_client:10m rate=1000r/s;"),
+        ("limit_conn conn_per_client 32;", "limit_conn conn_per_client 128;"),
+        ("limit_req zone=api_per_client burst=20 nodelay;", "limit_req zone=api_per_client burst=500 nodelay;"),
+        ("limit_req zone=api_per_client burst=20 nodelay;", "limit_req zone=api_per_client burst=500 nodelay;"),
+    ]  # fmt: skip
+
+
+def test_one_limit_set_leaves_the_others_at_their_default(gateway_dir: GatewayDir) -> None:
+    done = gateway_dir.run_entrypoint("-T", GATEWAY_RATE_LIMIT_BURST="5")
+    assert done.returncode == 0, done.stderr
+    assert "zone=api_per_client:10m rate=10r/s;" in done.stdout
+    assert done.stdout.count("limit_req zone=api_per_client burst=5 nodelay;") == 2
+    assert "limit_conn conn_per_client 32;" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("GATEWAY_RATE_LIMIT_RPS", "ten"),
+        ("GATEWAY_RATE_LIMIT_RPS", "0"),
+        ("GATEWAY_RATE_LIMIT_RPS", "10r/s"),
+        ("GATEWAY_RATE_LIMIT_BURST", "-1"),
+        ("GATEWAY_RATE_LIMIT_BURST", "0"),
+        ("GATEWAY_CONN_LIMIT", "1e3"),
+        ("GATEWAY_CONN_LIMIT", "12345678901"),
+    ],
+)
+def test_a_limit_that_is_not_a_whole_number_stops_the_start_naming_it(
+    gateway_dir: GatewayDir, name: str, value: str
+) -> None:
+    done = gateway_dir.run_entrypoint("-T", **{name: value})
+    assert done.returncode == 64, (done.stdout, done.stderr)
+    assert name in done.stderr and f"'{value}'" in done.stderr, done.stderr
+    assert done.stdout == ""  # nginx never ran
+    assert not gateway_dir.run_dir.exists()  # nothing half-written
+
+
+@pytest.mark.slow
+def test_a_raised_burst_lets_more_back_to_back_requests_through(evaluation_api_server: servers.Server) -> None:
+    """Burst 40 instead of 20 at 1 request/s: back-to-back requests pass at least 41 before the first
+    429 (the default lets 21 through), and the limit still holds."""
+    unknown = f"/api/v1/evaluations/{uuid.uuid4()}"
+    limits = {"GATEWAY_RATE_LIMIT_RPS": "1", "GATEWAY_RATE_LIMIT_BURST": "40"}
+    for url in _run_gateway(f"127.0.0.1:{evaluation_api_server.port}", **limits):
+        with httpx.Client(base_url=url, timeout=5) as client:
+            statuses = []
+            for _ in range(200):
+                statuses.append(client.get(unknown).status_code)
+                if statuses[-1] == 429:
+                    break
+    assert statuses[-1] == 429, "no 429 after 200 back-to-back requests"
+    assert set(statuses[:-1]) == {401} and len(statuses) - 1 >= 41, statuses
 
 
 @pytest.mark.slow

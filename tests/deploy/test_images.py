@@ -25,6 +25,7 @@ from tests.deploy.files import (
     pod_spec,
     relative,
 )
+from tests.deploy.gateway import ENTRYPOINT as GATEWAY_ENTRYPOINT
 from tests.deploy.gateway import GATEWAY_CONF
 from tests.utils.servers import ROOT
 
@@ -223,6 +224,11 @@ def test_the_gateway_image_serves_the_form_with_the_tested_config_as_an_unprivil
     healthcheck = stage.last("HEALTHCHECK")
     assert healthcheck is not None
     assert healthcheck.exec_form() == ["wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{listen.group(1)}/healthz"]
+    # nginx, started by the entrypoint that can set the per-client limits (tests/deploy/test_gateway.py).
+    entrypoint, command = stage.last("ENTRYPOINT"), stage.last("CMD")
+    assert entrypoint is not None and command is not None
+    assert entrypoint.exec_form() == [copies[relative(GATEWAY_ENTRYPOINT)]]
+    assert command.exec_form() == ["nginx", "-g", "daemon off;"]
 
 
 # --------------------------------------------------------------------------- both, and what runs them
