@@ -109,13 +109,14 @@ bento: import ## Build the Bento (the model service's deployable artifact)
 
 .PHONY: score
 ENGINE ?= local
-score: setup ## Score a portfolio: INPUT=f.csv|.parquet OUTPUT=f.csv|.parquet [POLICY_B=y.yaml] [ENGINE=local|spark] [SPARK_MASTER=local[2]]
+score: setup ## Score a portfolio: INPUT=f.csv|.parquet OUTPUT=f.csv|.parquet [POLICY_B=y.yaml] [ENGINE=local|spark] [SPARK_MASTER=local[2]] [EXPLAIN=1]
 	@if [ -z "$(INPUT)" ] || [ -z "$(OUTPUT)" ]; then \
-		echo "usage: make score INPUT=customers.csv OUTPUT=decisions.parquet [POLICY_B=candidate.yaml] [ENGINE=local|spark] [SPARK_MASTER=local[2]]"; \
+		echo "usage: make score INPUT=customers.csv OUTPUT=decisions.parquet [POLICY_B=candidate.yaml] [ENGINE=local|spark] [SPARK_MASTER=local[2]] [EXPLAIN=1]"; \
 		exit 2; \
 	fi
 	$(PY) -m portfolio.score --input "$(INPUT)" --output "$(OUTPUT)" --engine "$(ENGINE)" \
-		$(if $(POLICY_B),--policy-b "$(POLICY_B)") $(if $(SPARK_MASTER),--spark-master "$(SPARK_MASTER)")
+		$(if $(POLICY_B),--policy-b "$(POLICY_B)") $(if $(SPARK_MASTER),--spark-master "$(SPARK_MASTER)") \
+		$(if $(filter 1,$(EXPLAIN)),--explain)
 
 test: setup system-deps import ## Set up and run every test
 	$(PY) -m pytest

@@ -185,7 +185,13 @@ def _versus_p50(results: dict[str, Any], key: str, base: str, clients: int) -> d
 
 def _portfolio(pf: dict[str, Any]) -> dict[str, Any]:
     cases = pf["cases"]
-    out: dict[str, Any] = {"pf": pf, "cases": cases, "goals": pf.get("goals", {}), "upload": pf.get("upload_path")}
+    out: dict[str, Any] = {
+        "pf": pf,
+        "cases": cases,
+        "goals": pf.get("goals", {}),
+        "upload": pf.get("upload_path"),
+        "explanation": pf.get("explanation"),  # absent until a bench measures it: the report says so
+    }
     local, spark = cases.get("local_parquet"), cases.get("spark_local2_parquet")
     if local and spark and "job_rows_per_s" in spark:
         local_rate = local["rows_per_s"]["median"]

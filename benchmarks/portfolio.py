@@ -12,8 +12,9 @@ tree (sampled every 50 ms: Spark's JVM is a child), the machine's load average b
 
 Cases, interleaved round after round so that a noisy moment hits every case alike: the local engine
 Parquet -> Parquet at `rows` / 5, `rows` and 2 x `rows` (memory must not grow with the file), CSV ->
-Parquet at `rows`, Spark `local[2]` Parquet -> Parquet at `rows` (its job time from the summary, the
-rest of the command being the session's start); then the upload path through the API
+Parquet at `rows`, the same Parquet -> Parquet at `rows` with `--explain` (the explanation columns:
+their cost is the ratio of the two within each round), Spark `local[2]` Parquet -> Parquet at `rows`
+(its job time from the summary, the rest of the command being the session's start); then the upload path through the API
 (benchmarks/portfolio_upload.py). Results: docs/results/portfolio.json (and results.json's
 "portfolio" under `make bench`), their tables in docs/results/summary.md.
 """
@@ -51,6 +52,8 @@ COLUMNS = [f.csv_column for f in FEATURES]
 GOAL_PARQUET_ROWS_PER_S = 1_000_000
 GOAL_CSV_ROWS_PER_S = 500_000
 GOAL_UPLOAD_S = 15.0
+# Issue 21: with the explanation columns, at least this share of the rows/s without them.
+GOAL_EXPLAINED_RATIO = 0.8
 
 Log = Callable[[str], None]
 
@@ -159,6 +162,22 @@ def goals(cases: dict[str, Any], upload: dict[str, Any] | None) -> dict[str, Any
     return out
 
 
+def explanation_cost(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any] | None:
+    """Rows/s with the explanation columns over rows/s without, within each round (the two ran one
+    after the other), and whether the issue's goal held."""
+    plain, explained = runs.get("local_parquet", []), runs.get("local_parquet_explain", [])
+    ratios = [p["wall_s"] / e["wall_s"] for p, e in zip(plain, explained, strict=False)]
+    if not ratios:
+        return None
+    return {
+        "rounds": len(ratios),
+        "ratio": _spread(ratios, 3),
+        "goal": GOAL_EXPLAINED_RATIO,
+        "met": statistics.median(ratios) >= GOAL_EXPLAINED_RATIO,
+        "every_round": all(r >= GOAL_EXPLAINED_RATIO for r in ratios),
+    }
+
+
 def _job_seconds(summary_path: Path, rows: int) -> float:
     """The job's own time, from the summary the command wrote (rows_per_s = rows / job seconds)."""
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
@@ -209,6 +228,7 @@ def measure(
             "local_parquet": (local("in.parquet", "o.parquet"), rows),
             "local_parquet_large": (local("large.parquet", "o_large.parquet"), large),
             "local_csv": (local("in.csv", "o_csv.parquet"), rows),
+            "local_parquet_explain": ([*local("in.parquet", "o_explain.parquet"), "--explain"], rows),
         }
         if spark_rounds:
             cases["spark_local2_parquet"] = (
@@ -229,6 +249,9 @@ def measure(
                     f"{run['max_rss_mib']:.0f} MiB, load {run['load_1m_before']}"
                 )
         results["cases"] = {name: case_stats(r, cases[name][1]) for name, r in runs.items() if r}
+        explained = explanation_cost(runs)
+        if explained is not None:
+            results["explanation"] = explained
     if upload:
         from benchmarks.portfolio_upload import measure as measure_upload  # it imports this module
 
@@ -242,6 +265,7 @@ LABELS = {
     "local_parquet": "local, Parquet → Parquet",
     "local_parquet_large": "local, Parquet → Parquet",
     "local_csv": "local, CSV → Parquet",
+    "local_parquet_explain": "local, Parquet → Parquet, `--explain`",
     "spark_local2_parquet": "Spark `local[2]`, Parquet → Parquet",
 }
 
@@ -266,6 +290,12 @@ def goal_rows(p: dict[str, Any]) -> list[str]:
                 f"| portfolio, local engine, {what}, {rows:,} customers, whole command ≥ {e['goal']:,} rows/s "
                 f"| {_r(e['rows_per_s'])} rows/s | {_yes(e['met'])} | {_yes(e['every_round'])} |"
             )
+    explained = p.get("explanation")
+    if explained:
+        out.append(
+            f"| portfolio with the explanation columns, rows/s ≥ {explained['goal']:g} × without "
+            f"| {_r(explained['ratio'], '×', 2)} | {_yes(explained['met'])} | {_yes(explained['every_round'])} |"
+        )
     if "upload" in g:
         e = g["upload"]
         out.append(
@@ -341,6 +371,16 @@ def markdown(p: dict[str, Any]) -> list[str]:
             f"{_r(c['load_1m_before'], '', 2)} |"
         )
     lines.append("")
+    explained = p.get("explanation")
+    lines += [
+        (
+            f"The explanation columns (`--explain`): rows/s with them over rows/s without, within each round, "
+            f"{_r(explained['ratio'], '×', 2)} ({explained['rounds']} rounds; goal ≥ {explained['goal']:g}×)."
+            if explained
+            else "The explanation columns (`--explain`): not measured in this run."
+        ),
+        "",
+    ]
     spark = cases.get("spark_local2_parquet")
     if spark:
         lines += [

@@ -168,6 +168,9 @@ class Settings(BaseSettings):
     # The worker writes progress at most this often, and fails a `running` run not updated for this long.
     portfolio_progress_interval_s: float = Field(0.5, gt=0, le=60)
     portfolio_stale_after_s: int = Field(600, ge=10)
+    # Each result row carries the explanation columns (top_reason, counterfactual_*), as `--explain` adds.
+    # Off by default: they cost far more than the rest of a row (docs/ARCHITECTURE.md, "Portfolio runs").
+    portfolio_explain: bool = False
 
     @field_validator("database_url")
     @classmethod

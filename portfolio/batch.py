@@ -8,6 +8,11 @@ Columns are found by name (the contract's CSV column or API name). Every input r
 output row: a row whose figures the API would refuse (missing, not a number, not finite, negative, a
 credit limit of 0, an amount at or above the API's ceiling) gets the decision `invalid` and reasons
 naming each bad column and its rule (`CREDIT_LIMIT:gt`), with the API's rule codes.
+
+With an explainer (portfolio/explanation.py), four more columns carry the API's explanation of each
+valid row's decision: `top_reason` (the figure that pulls the customer most toward the segment),
+`counterfactual_feature` (the figure whose smallest change alters the decision, or `none`),
+`counterfactual_value` and `counterfactual_decision`; null on invalid rows.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from contract import DECISIONS, FEATURES, MAX_AMOUNT, SEGMENTS
+from contract import DECISIONS, FEATURE_NAMES, FEATURES, MAX_AMOUNT, SEGMENTS
+from decisioning.explanation import Geometry
 from decisioning.policy import Policy
+from portfolio.explanation import BatchExplainer
 from portfolio.policy_vectorised import compile_policy, decide_batch
 from portfolio.segmenter import Segmenter
 
@@ -28,6 +35,8 @@ ID_COLUMNS: tuple[str, ...] = ("CUST_ID", "customer_id")
 INVALID = "invalid"
 OUTCOMES: tuple[str, ...] = (*DECISIONS, INVALID)  # decision codes 0..3
 SEGMENT_KEYS: tuple[str, ...] = tuple(s.key for s in sorted(SEGMENTS, key=lambda s: s.id))
+NO_COUNTERFACTUAL = "none"  # counterfactual_feature when no single-figure change alters the decision
+EXPLANATION_COLUMNS = ("top_reason", "counterfactual_feature", "counterfactual_value", "counterfactual_decision")
 
 # A figure's rule codes, as the evaluation API names them (evaluation_api/validation_messages.py).
 # Checked in this order; a value gets the first rule it breaks. Code 0 is "valid".
@@ -93,7 +102,7 @@ def resolve_columns(names: Sequence[str]) -> Columns:
     return Columns(features=tuple(features), customer_id=_one_of(names, ID_COLUMNS, "the customer id"))
 
 
-def output_schema(*, candidate: bool) -> pa.Schema:
+def output_schema(*, candidate: bool, explain: bool = False) -> pa.Schema:
     """The output's columns, in order. Text columns are dictionary-encoded (few distinct values)."""
     text = pa.dictionary(pa.int32(), pa.string())
     fields = [
@@ -107,6 +116,13 @@ def output_schema(*, candidate: bool) -> pa.Schema:
     ]
     if candidate:
         fields += [pa.field("decision_b", text), pa.field("reasons_b", text)]
+    if explain:
+        fields += [
+            pa.field("top_reason", text),
+            pa.field("counterfactual_feature", text),
+            pa.field("counterfactual_value", pa.float64()),
+            pa.field("counterfactual_decision", text),
+        ]
     return pa.schema(fields)
 
 
@@ -198,17 +214,27 @@ TALLY_SHAPE = (len(SEGMENT_KEYS) + 1, len(OUTCOMES), len(OUTCOMES))
 
 class Scorer:
     """Scores batches with one verified model (portfolio/model.py's `load_segmenter`) and one or two
-    policies. Thread-safe: it keeps no state between calls (the model's predict modifies nothing)."""
+    policies, and, given the model's geometry (portfolio/model.py's `load_geometry`), explains each
+    decision of the first policy. Thread-safe: it keeps no state between calls (the model's predict
+    modifies nothing)."""
 
     def __init__(
-        self, *, model: Segmenter, model_version: str, policy: Policy, candidate: Policy | None, columns: Columns
+        self,
+        *,
+        model: Segmenter,
+        model_version: str,
+        policy: Policy,
+        candidate: Policy | None,
+        columns: Columns,
+        geometry: Geometry | None = None,
     ) -> None:
         self.model = model
         self.model_version = model_version
         self.policy = compile_policy(policy)
         self.candidate = compile_policy(candidate) if candidate is not None else None
         self.columns = columns
-        self.schema = output_schema(candidate=candidate is not None)
+        self.explainer = BatchExplainer(geometry, self.policy) if geometry is not None else None
+        self.schema = output_schema(candidate=candidate is not None, explain=self.explainer is not None)
 
     def score(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, np.ndarray]:
         """Decisions for every row of `batch`, in order, and their tally (TALLY_SHAPE)."""
@@ -251,11 +277,41 @@ class Scorer:
                 dictionary_b += invalid_reasons[1]
             columns["decision_b"] = _text(decision_b, OUTCOMES)
             columns["reasons_b"] = _text(reasons_b, dictionary_b)
+        if self.explainer is not None:
+            columns.update(self._explanation(figures, segment, outcome.decision, invalid if any_invalid else None))
 
         segment_or_none = np.where(invalid, len(SEGMENT_KEYS), segment).astype(np.intp)
         flat = (segment_or_none * len(OUTCOMES) + decision) * len(OUTCOMES) + decision_b
         tally = np.bincount(flat, minlength=int(np.prod(TALLY_SHAPE))).reshape(TALLY_SHAPE)
         return pa.RecordBatch.from_arrays(list(columns.values()), schema=self.schema), tally
+
+    def _explanation(
+        self, figures: np.ndarray, segment: np.ndarray, decision: np.ndarray, invalid: np.ndarray | None
+    ) -> dict[str, pa.Array]:
+        """The explanation columns (null on invalid rows, and on a row the geometry does not place in its
+        segment, as the API's explanation is then null)."""
+        assert self.explainer is not None
+        n = len(figures)
+        top = np.full(n, -1, np.int8)
+        feature = np.full(n, -1, np.int8)
+        value = np.full(n, np.nan)
+        outcome = np.full(n, -1, np.int8)
+        rows = np.flatnonzero(~invalid) if invalid is not None else slice(None)
+        explained = self.explainer.explain(
+            np.ascontiguousarray(figures[rows]), segment[rows], decision[rows].astype(np.intp)
+        )
+        top[rows], feature[rows], value[rows], outcome[rows] = (
+            explained.top_reason,
+            explained.feature,
+            explained.value,
+            explained.decision,
+        )
+        return {
+            "top_reason": _text(top, FEATURE_NAMES, top < 0),
+            "counterfactual_feature": _text(feature, (*FEATURE_NAMES, NO_COUNTERFACTUAL), feature < 0),
+            "counterfactual_value": pa.array(value, mask=np.isnan(value)),
+            "counterfactual_decision": _text(outcome, DECISIONS, outcome < 0),
+        }
 
     def _customer_ids(self, batch: pa.RecordBatch) -> pa.Array:
         if self.columns.customer_id is None:

@@ -1,10 +1,11 @@
 """Score a whole portfolio: every customer of a CSV or Parquet file through the model and the policy.
 
     python -m portfolio.score --input customers.csv --output decisions.parquet
-        [--policy-b candidate.yaml] [--engine local|spark] [--spark-master local[2]]
+        [--policy-b candidate.yaml] [--engine local|spark] [--spark-master local[2]] [--explain]
 
 Writes one row per input row, in input order, and `<output>.summary.json`. The decisions are the
-evaluation API's: the same verified model pickle and the same policy file. `score()` is the same run
+evaluation API's: the same verified model pickle and the same policy file; with `--explain`, each
+row's explanation too (portfolio/explanation.py: the API's `explain`, on arrays). `score()` is the same run
 for a caller in Python (a worker process reporting progress).
 """
 
@@ -21,7 +22,7 @@ from decisioning import policy as policy_module
 from decisioning.policy import Policy, PolicyError, load_policy
 from models import CARD_PATH, PICKLE_PATH
 from portfolio.batch import Columns, PortfolioError, Scorer
-from portfolio.model import IntegrityError, VerifiedModel, load_segmenter, read_verified
+from portfolio.model import IntegrityError, VerifiedModel, load_geometry, load_segmenter, read_verified
 from portfolio.summary import summarize, summary_path, write_summary
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ def score(
     card_path: Path = CARD_PATH,
     workers: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    explain: bool = False,
 ) -> dict[str, Any]:
     """Run the portfolio; return the summary (also written beside the output).
 
@@ -68,13 +70,19 @@ def score(
     (rows_done, rows_total) after each batch is written (local engine; rows_total is an estimate for
     CSV until the last call). `policy`, when given, decides instead of `policy_path`'s file: the
     worker passes the registry's live version (evaluation_api/releases/); `candidate_policy`, when
-    given, is policy B instead of `candidate_path`'s file (the worker passes a challenger's version)."""
+    given, is policy B instead of `candidate_path`'s file (the worker passes a challenger's version).
+    `explain` adds the explanation columns (portfolio/batch.py)."""
     if candidate_policy is not None and candidate_path is not None:
         raise PortfolioError("give policy B once: a candidate policy file or a candidate policy, not both")
     loaded, candidate = _policies(policy_path, candidate_path)
     policy = policy or loaded
     candidate = candidate_policy or candidate
     model = _model(pickle_path, card_path)
+    if explain:
+        try:
+            load_geometry(model)  # a model that cannot be explained fails before any work
+        except IntegrityError as exc:
+            raise PortfolioError(f"explanation refused: {exc}") from exc
     if engine == "spark":
         from portfolio.spark_engine import run_spark  # PySpark only when asked for
 
@@ -85,15 +93,22 @@ def score(
             policy=policy,
             candidate=candidate,
             master=spark_master,
+            explain=explain,
         )
     elif engine == "local":
         from portfolio.local_engine import run_local
 
         segmenter = load_segmenter(model)
+        geometry = load_geometry(model) if explain else None
 
         def make_scorer(columns: Columns) -> Scorer:
             return Scorer(
-                model=segmenter, model_version=model.version, policy=policy, candidate=candidate, columns=columns
+                model=segmenter,
+                model_version=model.version,
+                policy=policy,
+                candidate=candidate,
+                columns=columns,
+                geometry=geometry,
             )
 
         tally, seconds = run_local(
@@ -129,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy-b", type=Path, default=None, help="a candidate policy to compare with")
     parser.add_argument("--engine", choices=["local", "spark"], default="local")
     parser.add_argument("--spark-master", default=None, help="Spark master URL (default: local[*] or spark-submit's)")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="add each row's explanation: top_reason and the counterfactual (feature, value, decision)",
+    )
     parser.add_argument("--workers", type=int, default=None, help="local engine threads (default: one per core)")
     parser.add_argument("--model-pickle", type=Path, default=PICKLE_PATH, help="default: the committed pickle")
     parser.add_argument("--model-card", type=Path, default=CARD_PATH, help="its card (the sha256 it must have)")
@@ -145,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             pickle_path=args.model_pickle,
             card_path=args.model_card,
+            explain=args.explain,
         )
     except PortfolioError as exc:
         logger.error("portfolio run failed: %s", exc)

@@ -41,7 +41,7 @@ from portfolio.batch import (
     plain_schema,
     resolve_columns,
 )
-from portfolio.model import VerifiedModel, load_segmenter
+from portfolio.model import VerifiedModel, load_geometry, load_segmenter
 from portfolio.summary import Tally, write_summary
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -50,7 +50,7 @@ ARROW_BATCH_ROWS = 100_000
 _ORDER = ("_portfolio_file", "_portfolio_block", "_portfolio_row")
 
 # Per Python worker: the scorer for a given model and policies, built on the first task that needs it.
-_SCORERS: dict[tuple[str, str, str | None, Columns], Scorer] = {}
+_SCORERS: dict[tuple[str, str, str | None, Columns, bool], Scorer] = {}
 
 
 @contextmanager
@@ -85,9 +85,15 @@ def spark_session(master: str | None = None) -> Any:
         )
 
 
-def _scorer(model: Any, policy: Policy, candidate: Policy | None, columns: Columns) -> Scorer:
+def _scorer(model: Any, policy: Policy, candidate: Policy | None, columns: Columns, explain: bool) -> Scorer:
     verified: VerifiedModel = model.value
-    key = (verified.sha256, policy.model_dump_json(), candidate.model_dump_json() if candidate else None, columns)
+    key = (
+        verified.sha256,
+        policy.model_dump_json(),
+        candidate.model_dump_json() if candidate else None,
+        columns,
+        explain,
+    )
     scorer = _SCORERS.get(key)
     if scorer is None:
         scorer = Scorer(
@@ -96,6 +102,7 @@ def _scorer(model: Any, policy: Policy, candidate: Policy | None, columns: Colum
             policy=policy,
             candidate=candidate,
             columns=columns,
+            geometry=load_geometry(verified) if explain else None,
         )
         _SCORERS[key] = scorer
     return scorer
@@ -124,6 +131,7 @@ def run_spark(
     policy: Policy,
     candidate: Policy | None,
     master: str | None = None,
+    explain: bool = False,
 ) -> tuple[Tally, float]:
     """Score `input_path` into `output_path` (a directory of part files); return the tally and the job's
     wall time (s), without the session's start."""
@@ -144,11 +152,11 @@ def run_spark(
         *[F.col(f"`{c}`") for c in columns.to_read],
     ).orderBy(*_ORDER)
 
-    schema = plain_schema(output_schema(candidate=candidate is not None))
+    schema = plain_schema(output_schema(candidate=candidate is not None, explain=explain))
     broadcast = spark.sparkContext.broadcast(model)
 
     def score_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        scorer = _scorer(broadcast, policy, candidate, columns)
+        scorer = _scorer(broadcast, policy, candidate, columns, explain)
         with threadpool_limits(limits=1):  # one core per task: Spark runs one task per core
             for batch in batches:
                 out, _ = scorer.score(batch)

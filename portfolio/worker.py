@@ -98,6 +98,7 @@ def execute(settings: Settings, run_id: str) -> None:
             candidate_path=Path(run.candidate_path) if run.candidate_path else None,
             candidate_policy=_challenger_policy(engine, run.challenger_id) if run.challenger_id else None,
             on_progress=Progress(engine, run_id, settings.portfolio_progress_interval_s),
+            explain=settings.portfolio_explain,
         )
         parquet_to_csv(result_dir / runs.RESULT_PARQUET, result_dir / runs.RESULT_CSV)
     except PortfolioError as exc:

@@ -20,10 +20,14 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from contract import FEATURES
+from contract import DECISIONS, FEATURE_NAMES, FEATURES, SEGMENTS_BY_KEY
+from decisioning.explanation import explain
+from decisioning.policy import load_policy
 from devtools.portfolio_worker import running_worker
 from evaluation_api.identity.roles import Role
 from evaluation_api.portfolio_runs import store as runs
+from portfolio.batch import EXPLANATION_COLUMNS, NO_COUNTERFACTUAL
+from portfolio.model import load_geometry, read_verified
 from tests.evaluation_api.conftest import app_of
 from tests.utils.evaluations import TestClient
 from tests.utils.identity import bearer, create_account, token
@@ -85,6 +89,7 @@ def with_worker(start_app: Callable[..., Any], tmp_path: Path) -> Iterator[TestC
             database_url=settings.database_url,
             run_dir=settings.portfolio_run_dir,
             log_path=tmp_path / "worker.log",
+            PORTFOLIO_EXPLAIN="true",  # the explanation columns (off by default), checked below
         ):
             yield client
 
@@ -126,6 +131,21 @@ def test_the_life_cycle_upload_poll_summary_download_and_audit(with_worker: Test
     parquet = pq.read_table(io.BytesIO(as_parquet.content))
     assert parquet.column("customer_id").to_pylist() == [r["customer_id"] for r in table]
     assert parquet.column("decision").to_pylist() == [r["decision"] for r in table]
+    # Each row explained as the API explains an evaluation (the live policy: the seed, policy.yaml).
+    assert list(parquet.column_names[-4:]) == list(EXPLANATION_COLUMNS)
+    geometry, policy = load_geometry(read_verified()), load_policy(app_of(client).state.settings.policy_path)
+    inputs = list(csv.DictReader(io.StringIO(portfolio_csv(rows).decode())))
+    for source, out in zip(inputs, parquet.to_pylist(), strict=True):
+        figures = {f.name: float(source[f.csv_column]) for f in FEATURES}
+        decision = out["decision"]
+        stored = explain(geometry, policy, figures, SEGMENTS_BY_KEY[out["segment_key"]].id, decision)
+        assert stored is not None and decision in DECISIONS
+        assert out["top_reason"] == stored["factors"][0][0] and out["top_reason"] in FEATURE_NAMES
+        counterfactual = stored["counterfactual"]
+        if counterfactual is None:
+            assert (out["counterfactual_feature"], out["counterfactual_value"]) == (NO_COUNTERFACTUAL, None)
+        else:
+            assert [out[c] for c in EXPLANATION_COLUMNS[1:]] == [counterfactual[i] for i in (0, 1, 3)]
 
     # Listed among the caller's own.
     assert [r["id"] for r in client.get(URL).json()["items"]] == [run_id]

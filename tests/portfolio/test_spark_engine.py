@@ -1,4 +1,5 @@
-"""The Spark engine (local[2]) gives the local engine's output, row for row, bad rows included."""
+"""The Spark engine (local[2]) gives the local engine's output, row for row, bad rows and the
+explanation columns included."""
 
 from __future__ import annotations
 
@@ -23,10 +24,13 @@ def _both(source: Path, tmp_path: Path, spark: Any, target: str, **kwargs: Any) 
 
 
 def test_csv_with_bad_rows_and_candidate_same_as_local(portfolio: Portfolio, tmp_path: Path, spark: Any) -> None:
-    local, distributed = _both(portfolio.csv, tmp_path, spark, "out.parquet", candidate_path=CANDIDATE_POLICY)
+    local, distributed = _both(
+        portfolio.csv, tmp_path, spark, "out.parquet", candidate_path=CANDIDATE_POLICY, explain=True
+    )
     assert distributed.is_dir() and len(list(distributed.glob("part-*"))) >= 1
     a, b = read_output(local), read_output(distributed)
     assert len(a) == len(portfolio.frame)
+    assert a["counterfactual_feature"].notna().sum() == len(a) - len(portfolio.expected_invalid)
     assert a.equals(b)
     summary_a = json.loads(Path(f"{local}.summary.json").read_text(encoding="utf-8"))
     summary_b = json.loads(Path(f"{distributed}.summary.json").read_text(encoding="utf-8"))
@@ -51,7 +55,7 @@ def test_several_partitions_keep_the_order(portfolio: Portfolio, tmp_path: Path,
 
 
 def test_real_sample_same_as_local(real_sample: Path, tmp_path: Path, spark: Any) -> None:
-    local, distributed = _both(real_sample, tmp_path, spark, "out.parquet")
+    local, distributed = _both(real_sample, tmp_path, spark, "out.parquet", explain=True)
     assert read_output(local).equals(read_output(distributed))
 
 
