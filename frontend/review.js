@@ -10,19 +10,12 @@
   const PAGE_SIZE = 20;
   const MIN_JUSTIFICATION = 20; // evaluation_api/reviews/rules.py MIN_JUSTIFICATION
   const MAX_JUSTIFICATION = 2000;
-  const DECISIONS = { approved: "Aprovado", review: "Em análise", denied: "Negado" };
+  const DECISIONS = window.Labels.DECISIONS;
   const FINAL = { approved: "Aprovado", denied: "Negado" };
   const TRIGGERS = { automatic: "Automática (decisão em análise)", requested: "Pedido de revisão" };
   const ACTIONS = { opened: "Caso aberto", decided: "Decisão registrada", answered: "Resposta registrada" };
   const KINDS = { review: "Revisão", information: "Pedido de informação" };
-  // Short pt-BR names of the segments, for the chart's labels (the descriptions are long).
-  const SEGMENT_NAMES = {
-    high_limit_revolvers: "Limite alto, pouco disponível",
-    cash_advance_users: "Preferem saques",
-    least_active: "Pouco ativos",
-    credit_purchasers_good_payers: "Compram no crédito, bons pagadores",
-    low_limit_light_users: "Limite baixo, uso leve",
-  };
+  const SEGMENT_NAMES = window.Labels.SEGMENTS; // frontend/labels.js
   const FIGURES = [
     ["balance", "Saldo devedor"],
     ["purchases", "Compras"],

@@ -12,7 +12,7 @@ window.Session = (() => {
   const ME_URL = "/api/v1/auth/me";
   const LIST_URL = "/api/v1/evaluations?limit=50";
   const TIMEOUT_MS = 10000;
-  const DECISION_LABELS = { approved: "Aprovado", review: "Em análise", denied: "Negado" };
+  const DECISION_LABELS = window.Labels.DECISIONS; // frontend/labels.js
 
   let token = null;
   let user = null;

@@ -132,6 +132,7 @@ class ReleasePublic(BaseModel):
     actor: str
     justification: str | None
     challenger_id: int | None
+    previous_id: int | None = Field(description="The release a rollback from this one returns to; None: none")
     created_at: datetime
     effective_at: datetime = Field(description="From this instant every API process decides with it")
 
@@ -205,7 +206,7 @@ def _release(row: Any, label: str, model_version: str | None) -> ReleasePublic:
         id=row.id, policy_version_id=row.policy_version_id, policy_version=label,
         model_version_id=row.model_version_id, model_version=model_version, action=row.action,
         actor=row.actor, justification=row.justification, challenger_id=row.challenger_id,
-        created_at=as_utc(row.created_at), effective_at=as_utc(row.effective_at),
+        previous_id=row.previous_id, created_at=as_utc(row.created_at), effective_at=as_utc(row.effective_at),
     )  # fmt: skip
 
 

@@ -275,3 +275,28 @@ def test_starting_two_challengers_or_a_live_one_is_a_conflict(risk_app: Any) -> 
         client.post("/api/v1/challengers", json={"policy_version_id": b["id"]}, headers=risk_app.author).status_code
         == 201
     )
+
+
+def test_each_release_names_the_one_a_rollback_returns_to(risk_app: Any) -> None:
+    # The Mudanças page asks before a rollback which version will decide again: the release's previous_id.
+    client = risk_app.client
+    text = candidate_text("v-prev", least_active="review")
+    version = client.post("/api/v1/policy-versions", json={"text": text}, headers=risk_app.author).json()
+    challenger = client.post(
+        "/api/v1/challengers", json={"policy_version_id": version["id"]}, headers=risk_app.author
+    ).json()
+    justification = {"justification": "Sombra revisada pela equipe de risco."}
+    [seed] = client.get("/api/v1/releases", headers=risk_app.auditor).json()
+    assert seed["previous_id"] is None
+    promoted = client.post(
+        f"/api/v1/challengers/{challenger['id']}/promote", json=justification, headers=risk_app.approver
+    ).json()
+    assert promoted["previous_id"] == seed["id"]
+    back = client.post("/api/v1/releases/rollback", json=justification, headers=risk_app.author).json()
+    assert back["previous_id"] is None and back["policy_version_id"] == seed["policy_version_id"]
+    listed = client.get("/api/v1/releases", headers=risk_app.auditor).json()
+    assert [(r["id"], r["previous_id"]) for r in listed] == [
+        (back["id"], None),
+        (promoted["id"], seed["id"]),
+        (seed["id"], None),
+    ]
