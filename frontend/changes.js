@@ -153,13 +153,14 @@
   async function load() {
     const mine = ++loading;
     show(message, "Carregando…", true);
-    const [c, v, r] = await Promise.all([
+    const [c, v, r, m] = await Promise.all([
       call(`${API}/challengers`, message),
       call(`${API}/policy-versions`, message),
       call(`${API}/releases`, message),
+      call(`${API}/model-versions`, message),
     ]);
-    if (mine !== loading || !c || !v || !r) return;
-    for (const { response, answer } of [c, v, r]) {
+    if (mine !== loading || !c || !v || !r || !m) return;
+    for (const { response, answer } of [c, v, r, m]) {
       if (!response.ok) {
         show(message, `Não foi possível carregar as mudanças. ${refusal(response, answer)}`);
         return;
@@ -175,6 +176,7 @@
     }
     renderChallengers();
     renderVersions(versions);
+    renderModels(Array.isArray(m.answer) ? m.answer : []);
     renderReleases();
     await loadReport();
   }
@@ -191,6 +193,11 @@
     if (promotion) return `Promovido por ${promotion.actor}`;
     if (!challenger.stopped_at) return "Em sombra";
     return `Encerrado por ${challenger.stopped_by}`;
+  }
+
+  /** A release's pair in words: "a política X" (and its model, when a release names one). */
+  function pairOf(release) {
+    return `a política ${release.policy_version}` + (release.model_version ? ` com o modelo ${release.model_version}` : "");
   }
 
   function versionOf(challenger) {
@@ -235,15 +242,16 @@
   $("challenger-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const formMessage = $("challenger-form-message");
-    const id = Number($("challenger-version").value);
-    if (!id) {
-      show(formMessage, "Escolha uma versão em rascunho ou candidata (registre uma abaixo, se não houver).");
+    const id = Number($("challenger-version").value) || null;
+    const model = Number($("challenger-model").value) || null;
+    if (!id && !model) {
+      show(formMessage, "Escolha uma política ou um modelo em rascunho ou candidato (registre uma política abaixo, se não houver).");
       return;
     }
     const button = $("challenger-start");
     button.disabled = true;
     try {
-      const result = await post(`${API}/challengers`, formMessage, { policy_version_id: id });
+      const result = await post(`${API}/challengers`, formMessage, { policy_version_id: id, model_version_id: model });
       if (!result) return;
       if (result.response.status !== 201) {
         show(formMessage, refusal(result.response, result.answer));
@@ -252,7 +260,7 @@
       show(formMessage, "");
       chosenId = result.answer.id;
       await load();
-      show(message, `Desafiante ${result.answer.id} iniciado: cada nova avaliação também é decidida, em sombra, pela versão ${result.answer.policy_version}.`, true);
+      show(message, `Desafiante ${result.answer.id} iniciado: cada nova avaliação também é decidida, em sombra, por ${versionOf(result.answer)}.`, true);
     } finally {
       button.disabled = false;
     }
@@ -467,7 +475,7 @@
       }
       $("promote-form").reset();
       await load();
-      show(message, `Desafiante ${id} promovido: a política ${answer.policy_version} decide em todos os processos a partir de ${when(answer.effective_at)}.`, true);
+      show(message, `Desafiante ${id} promovido: ${pairOf(answer)} decide em todos os processos a partir de ${when(answer.effective_at)}.`, true);
     } finally {
       button.disabled = false;
     }
@@ -503,8 +511,8 @@
     $("rollback-open").title = target ? "" : "Não há liberação anterior para a qual voltar.";
     $("rollback-form").hidden = true;
     $("rollback-question").textContent = target
-      ? `A política ${current.policy_version}, em produção desde ${when(current.effective_at)}, deixa de decidir: ` +
-        `a política ${target.policy_version} volta a decidir em todos os processos alguns segundos depois. Confirma?`
+      ? `Em produção desde ${when(current.effective_at)}, ${pairOf(current)} deixa de decidir: ` +
+        `${pairOf(target)} volta a decidir em todos os processos alguns segundos depois. Confirma?`
       : "";
   }
 
@@ -539,7 +547,7 @@
       }
       $("rollback-form").reset();
       await load();
-      show(message, `Volta feita: a política ${answer.policy_version} decide em todos os processos a partir de ${when(answer.effective_at)}.`, true);
+      show(message, `Volta feita: ${pairOf(answer)} decide em todos os processos a partir de ${when(answer.effective_at)}.`, true);
     } finally {
       button.disabled = false;
     }
@@ -567,9 +575,19 @@
     const startable = versions.filter((v) => (v.status === "draft" || v.status === "candidate") && !busy.has(v.id));
     const select = $("challenger-version");
     select.replaceChildren(
-      ...(startable.length
-        ? startable.map((v) => element("option", { value: v.id }, `${v.id}: ${v.label} (${VERSION_STATUS[v.status]})`))
-        : [element("option", { value: "" }, "Nenhuma versão em rascunho: registre uma abaixo")]),
+      element("option", { value: "" }, startable.length ? "A política em produção" : "A política em produção (nenhuma em rascunho: registre uma abaixo)"),
+      ...startable.map((v) => element("option", { value: v.id }, `${v.id}: ${v.label} (${VERSION_STATUS[v.status]})`)),
+    );
+    if (startable.length) select.value = String(startable[0].id);
+  }
+
+  /** The model versions a challenger may name (draft or candidate); the empty choice is the live model. */
+  function renderModels(models) {
+    const busy = new Set(challengers.filter((c) => !c.stopped_at).map((c) => c.model_version_id));
+    const startable = models.filter((v) => (v.status === "draft" || v.status === "candidate") && !busy.has(v.id));
+    $("challenger-model").replaceChildren(
+      element("option", { value: "" }, "O modelo em produção"),
+      ...startable.map((v) => element("option", { value: v.id }, `${v.id}: ${v.version} (${VERSION_STATUS[v.status]})`)),
     );
   }
 

@@ -17,12 +17,12 @@ import pytest
 import yaml
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from contract import DECISIONS
+from contract import DECISIONS, SEGMENTS
 from evaluation_api.config import POLICY_PATH
 from tests.e2e.conftest import ANALYST, CHROMIUM, EVALUATION_API_START_S, _wait_until_ready, sign_in
 from tests.evaluation_api.test_releases import candidate_text
 from tests.utils import servers
-from tests.utils.evaluations import SEGMENT_CUSTOMERS
+from tests.utils.evaluations import SEGMENT_CUSTOMERS, ModelServiceStub
 from tests.utils.identity import PASSWORD, cli_create_account, token_for
 
 pytestmark = [
@@ -43,6 +43,7 @@ CANDIDATE_LABEL = "candidata-pagina"
 # What the candidate changes: the least active go to review instead of denied, the high-limit revolvers
 # are approved instead of reviewed; the other segments keep their decisions (the diagonal).
 CANDIDATE = candidate_text(CANDIDATE_LABEL, least_active="review", high_limit_revolvers="approved")
+CANDIDATE_MODEL = "c0ffee00c0ffee00"
 JUSTIFICATION = "Sombra revisada: só os pouco ativos e os de limite alto mudam."
 
 
@@ -291,6 +292,81 @@ def test_an_analyst_is_not_offered_the_page(browser: Browser, changes_api: serve
         expect(page.get_by_test_id("nav-portfolio")).to_be_visible()
         expect(page.get_by_test_id("nav-changes")).to_be_hidden()
         expect(page.get_by_test_id("changes-page")).to_be_hidden()
+        assert errors == []
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def candidate_model() -> Iterator[ModelServiceStub]:
+    """A second model service: another model version (the committed centroids rotated by one)."""
+    with ModelServiceStub(version=CANDIDATE_MODEL, shift=1) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def model_changes_api(
+    model_service: servers.Server,
+    candidate_model: ModelServiceStub,
+    artifacts_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[servers.Server]:
+    """An API that knows the candidate's model service, on a database of its own."""
+    database_url = f"sqlite:///{tmp_path_factory.mktemp('model-changes-db') / 'evaluations.db'}"
+    for username, role in ((ANALYST, "analyst"), (AUTHOR, "risk"), (APPROVER, "risk")):
+        cli_create_account(database_url, username, role, PASSWORD)
+    server = servers.evaluation_api(
+        model_url=model_service.url,
+        database_url=database_url,
+        log_dir=artifacts_dir,
+        RELEASE_POLL_S="0.1",
+        RELEASE_SWITCH_DELAY_S="0.5",
+        CANDIDATE_MODEL_SERVICE_URLS=f'["{candidate_model.url}"]',
+    ).start(timeout=EVALUATION_API_START_S)
+    try:
+        _wait_until_ready(server, timeout=EVALUATION_API_START_S)
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_model_challenger_is_started_from_the_page_and_its_segment_moves_counted(
+    browser: Browser, model_changes_api: servers.Server
+) -> None:
+    url = model_changes_api.url
+    author = {"Authorization": f"Bearer {token_for(url, AUTHOR)}"}
+    registered = httpx.post(f"{url}/api/v1/model-versions", json={"version": CANDIDATE_MODEL}, headers=author)
+    assert registered.status_code == 201, registered.text
+    errors: list[str] = []
+    context, page = new_page(browser, errors)
+    try:
+        open_changes(page, url, APPROVER)
+        options = page.get_by_test_id("challenger-model").locator("option")
+        expect(options).to_have_count(2)
+        expect(options.first).to_have_text("O modelo em produção")
+        page.get_by_label("Iniciar um desafiante com a política").select_option(value="")
+        page.get_by_label("e com o modelo").select_option(value=str(registered.json()["id"]))
+        page.get_by_role("button", name="Iniciar desafiante").click()
+        expect(page.get_by_test_id("changes-message")).to_contain_text(f"modelo {CANDIDATE_MODEL}", timeout=WAIT_MS)
+        row = page.locator('[data-testid="challengers-rows"] tr').first
+        expect(row.get_by_test_id("challenger-version-label")).to_have_text(f"modelo {CANDIDATE_MODEL}")
+        challenger_id = int(row.get_attribute("data-id") or 0)
+
+        analyst = {"Authorization": f"Bearer {token_for(url, ANALYST)}"}
+        time.sleep(0.3)  # the API reads the challenger within RELEASE_POLL_S
+        for customer in SEGMENT_CUSTOMERS.values():
+            response = httpx.post(f"{url}/api/v1/evaluations", json={"name": "Cliente", **customer}, headers=analyst)
+            assert response.status_code == 201, response.text
+        deadline = time.monotonic() + SHADOW_WAIT_S
+        while (report := report_of(url, challenger_id, token_for(url, APPROVER)))["evaluations"] < len(
+            SEGMENT_CUSTOMERS
+        ):
+            assert time.monotonic() < deadline, "the challenger model decided nothing in shadow"
+            time.sleep(0.2)
+        moved = {(a, b) for a, row in report["segment_moves"].items() for b, n in row.items() if n}
+        assert moved == {(s.key, SEGMENTS[(s.id + 1) % len(SEGMENTS)].key) for s in SEGMENTS}
+        page.get_by_test_id("challenger-open").first.click()
+        assert_heat_map_is(page, report["swap"])
         assert errors == []
     finally:
         context.close()
