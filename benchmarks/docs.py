@@ -276,11 +276,19 @@ def context(
         "fault": fault,
         "rollout": ex.get("rollout") if ex.get("rollout") and "skipped" not in ex["rollout"] else None,
         "scaling": scaling,
+        # Change control under load (report.challenger_cost, experiments.promotion); None: not measured.
+        "challenger": g.get("challenger_cost"),
+        "promotion": ex.get("promotion") if ex.get("promotion") and "skipped" not in ex["promotion"] else None,
         "portfolio": _portfolio(portfolio) if portfolio else None,
         "gateway": _gateway_limit(gateway_conf),
         "stack": st,
         "roles": ROLES_PT,
-        "keys": {"monolith_workers": MONOLITH_WORKERS_KEY, "stack": STACK_KEY, "limited": LIMITED_KEY},
+        "keys": {
+            "monolith_workers": MONOLITH_WORKERS_KEY,
+            "stack": STACK_KEY,
+            "limited": LIMITED_KEY,
+            "challenger": report.CHALLENGER_KEY,
+        },
     }
 
 

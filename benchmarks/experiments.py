@@ -1,4 +1,5 @@
-"""Experiments under steady load, each with a timeline: fault isolation, model rollout, independent scaling.
+"""Experiments under steady load, each with a timeline: fault isolation, model rollout, independent
+scaling, and a policy promotion and rollback.
 
 Load comes from locust at a fixed rate (fault, rollout: every request's outcome and the record id
 it got back are kept) or from wrk in a closed loop (scaling). Times are epoch seconds while running
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from benchmarks import load, systems, workload
+from benchmarks import change_control, load, systems, workload
 from benchmarks.loadgen import locust_runner
 from benchmarks.systems import ROOT
 from devtools import servers
@@ -496,3 +498,122 @@ def scaling(*, workdir: Path, smoke: bool, data_path: Path, log: Log) -> dict[st
             )
             runs.append({"model_workers": workers, **point})
     return {"clients": clients, "duration_s": duration_s, "runs": runs}
+
+
+# --- policy promotion and rollback ---------------------------------------------------------------
+
+
+def promotion(*, workdir: Path, smoke: bool, data_path: Path, log: Log) -> dict[str, Any]:
+    """Closed-loop load on `make run`'s system (64 clients; locust, every answer kept) while a challenger
+    policy is promoted through the API by a second risk user, then rolled back.
+
+    Shows: no request fails; every answer and every record names exactly one of the two versions, the
+    record the same as its answer; answers finished before the promotion's effective instant name the
+    old version, answers started after it (and finished before the rollback's) the new one, answers
+    started after the rollback's the old one again, whichever API process gave them."""
+    users = 2 if smoke else 64
+    before_s, after_s = (1.0, 2.0) if smoke else (3.0, 5.0)
+    db_path = workdir / "promotion.db"
+    events: dict[str, float] = {}
+    with systems.make_run_with_challenger(log_dir=workdir, db_path=db_path, path=EVALUATIONS) as system:
+        operators: change_control.Operators = system.control
+        challenger = system.config["challenger"]
+        versions = {"old": challenger["live_policy_version"], "new": challenger["policy_version"]}
+        run = locust_runner.start(
+            url=system.url,
+            path=EVALUATIONS,
+            bodies=_bodies(),
+            users=users,
+            rate_per_user=0.0,  # closed loop: each user sends its next request when the answer arrives
+            duration_s=300,
+            workdir=workdir,
+            name="promotion",
+            capture=True,
+            headers=system.headers,
+        )
+        try:
+            time.sleep(run.ramp_s + 1.0 + before_s)
+            events["promote"] = time.time()
+            promoted = operators.promote(challenger["challenger_id"], "Sombra medida pelo make bench, sob carga.")
+            events["promote_effective"] = datetime.fromisoformat(promoted["effective_at"]).timestamp()
+            log(f"  promoted {versions['new']}; every process switches at {promoted['effective_at']}")
+            time.sleep(max(events["promote_effective"] + after_s - time.time(), 0.0))
+            events["rollback"] = time.time()
+            back = operators.rollback("Volta medida pelo make bench, sob carga.")
+            events["rollback_effective"] = datetime.fromisoformat(back["effective_at"]).timestamp()
+            log(f"  rolled back to {back['policy_version']}; every process switches at {back['effective_at']}")
+            time.sleep(max(events["rollback_effective"] + after_s - time.time(), 0.0))
+        finally:
+            rows = _stop_locust(run)
+    # `make run` has stopped (every record flushed): the records are final.
+    records = _records(db_path)
+    posts = [r for r in rows if r["method"] == "POST"]
+    t0 = posts[0]["start"] if posts else time.time()
+    failed = [r for r in posts if not locust_runner.is_ok(r)]
+    return {
+        "clients": users,
+        "path": EVALUATIONS,
+        "versions": versions,
+        "switch_delay_s": round(events["promote_effective"] - events["promote"], 2),
+        "events": {k: round(v - t0, 2) for k, v in events.items()} | {"end": round(posts[-1]["start"] - t0, 2)},
+        "summary": locust_runner.summarize(rows),
+        "failed_requests": len(failed),
+        "failed_by_status": _count(str(r["status"] or "socket") for r in failed),
+        "records": _check_records(rows, records),
+        "versions_check": check_policy_versions(posts, records, versions=versions, events=events),
+        "per_second_versions": _policies_per_second(posts, t0=t0, versions=versions),
+    }
+
+
+def check_policy_versions(
+    posts: list[dict[str, Any]],
+    records: dict[str, dict[str, Any]],
+    *,
+    versions: dict[str, str],
+    events: dict[str, float],
+) -> dict[str, Any]:
+    """Each successful answer against the two switch instants (epoch seconds in events) and its record."""
+    known = set(versions.values())
+    ok = [r for r in posts if locust_runner.is_ok(r)]
+    promote, rollback = events["promote_effective"], events["rollback_effective"]
+    end = lambda r: r["start"] + r["latency_ms"] / 1000  # noqa: E731
+    phases = {
+        "before_promotion": ([r for r in ok if end(r) < promote], versions["old"]),
+        "after_promotion": ([r for r in ok if r["start"] >= promote and end(r) < rollback], versions["new"]),
+        "after_rollback": ([r for r in ok if r["start"] >= rollback], versions["old"]),
+    }
+    in_phase = {id(r) for rs, _ in phases.values() for r in rs}
+    spanning = [r for r in ok if id(r) not in in_phase]  # in flight at an instant: either version is right
+    answers_by_version = _count(str(r.get("policy")) for r in ok)
+    records_by_version = _count(str(rec["policy_version"]) for rec in records.values())
+    answer_of = {r["id"]: r.get("policy") for r in ok if r["id"]}
+    wrong = {name: sum(1 for r in rs if r.get("policy") != expected) for name, (rs, expected) in phases.items()}
+    out: dict[str, Any] = {
+        "answers_by_version": answers_by_version,
+        "records_by_version": records_by_version,
+        "answers_naming_another_version": sum(1 for r in ok if r.get("policy") not in known),
+        "records_naming_another_version": sum(1 for rec in records.values() if rec["policy_version"] not in known),
+        "record_differs_from_answer": sum(
+            1 for rid, rec in records.items() if rid in answer_of and answer_of[rid] != rec["policy_version"]
+        ),
+        "answers": {name: len(rs) for name, (rs, _) in phases.items()} | {"spanning_a_switch": len(spanning)},
+        "answers_naming_the_wrong_version": wrong,
+        "spanning_by_version": _count(str(r.get("policy")) for r in spanning),
+    }
+    out["ok"] = (
+        out["answers_naming_another_version"] == 0
+        and out["records_naming_another_version"] == 0
+        and out["record_differs_from_answer"] == 0
+        and not any(wrong.values())
+        and all(rs for rs, _ in phases.values())  # each phase was really under load
+    )
+    return out
+
+
+def _policies_per_second(posts: list[dict[str, Any]], *, t0: float, versions: dict[str, str]) -> list[dict[str, Any]]:
+    names = {v: k for k, v in versions.items()}
+    bins: dict[int, dict[str, int]] = {}
+    for r in posts:
+        b = bins.setdefault(int(r["start"] - t0), {"old": 0, "new": 0, "other": 0, "failed": 0})
+        b[names.get(r.get("policy") or "", "other") if locust_runner.is_ok(r) else "failed"] += 1
+    return [{"t": t, **bins[t]} for t in sorted(bins)]

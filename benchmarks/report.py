@@ -25,6 +25,7 @@ from benchmarks.stack import LIMITED_KEY, STACK_KEY
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 ARCHITECTURE = DOCS / "ARCHITECTURE.md"
+README = DOCS.parent / "README.md"
 
 # Goals from the issues, for this machine, side by side in one run (issue 12).
 GOAL_E2E_VS_MONOLITH = 1.2  # end to end /avaliar at 64 clients, at least 1.2x the monolith's throughput
@@ -33,6 +34,12 @@ GOAL_ONE_CLIENT_P50_MS = 2.0  # end to end, one client, p50 below this
 GOAL_BULK = 500_000  # customers per second through the batch path
 GOAL_EXPLAINED_THROUGHPUT = 0.9  # 64 clients with explanations, at least 0.9x the same system without
 GOAL_EXPLANATION_MS = 0.2  # what explaining adds to a lone evaluation's p50, at most
+GOAL_CHALLENGER_THROUGHPUT = 0.85  # 64 clients with a challenger in shadow, within 15% of the same system without
+GOAL_CHALLENGER_ONE_CLIENT_P50_MS = 2.5  # one client, with a challenger in shadow, p50 below this
+
+# `make run` with a challenger deciding in shadow (benchmarks/change_control.py), in the same rounds.
+CHALLENGER_KEY = "end_to_end_challenger"
+NOT_MEASURED = "not measured"
 
 ROLE_NAMES = {
     "monolith": "monolith",
@@ -43,12 +50,20 @@ ROLE_NAMES = {
     "load_generator": "load tool",
 }
 # The three systems `make bench` alternates, then the model service's variants (one round each).
-HEADLINE_KEYS = ("monolith", "monolith_workers", "end_to_end", "end_to_end_unexplained", "model_service")
+HEADLINE_KEYS = (
+    "monolith",
+    "monolith_workers",
+    "end_to_end",
+    "end_to_end_unexplained",
+    CHALLENGER_KEY,
+    "model_service",
+)
 ORDER = [
     "monolith",
     "monolith_workers",
     "end_to_end",
     "end_to_end_unexplained",
+    CHALLENGER_KEY,
     "model_service",
     "model_service_batching_on_1w",
     "model_service_batching_on_2w",
@@ -60,6 +75,7 @@ LABELS = {
     "monolith_workers": "monolith, as many uvicorn workers as the API has processes",
     "end_to_end": "evaluation API → model service (make run)",
     "end_to_end_unexplained": "the same, decisions not explained (EXPLAIN_DECISIONS=false)",
+    CHALLENGER_KEY: "the same, a challenger policy deciding in shadow",
     "model_service": "model service (default configuration)",
     "model_service_batching_on_1w": "model service, batching, 1 worker",
     "model_service_batching_on_2w": "model service, batching, 2 workers",
@@ -73,6 +89,7 @@ SHORT = {
     "monolith_workers": "monolith\nN workers",
     "end_to_end": "API →\nmodel service\n(make run)",
     "end_to_end_unexplained": "the same,\nnot explained",
+    CHALLENGER_KEY: "the same,\na challenger\nin shadow",
     "model_service": "model service\n(default)",
     "model_service_batching_on_1w": "model service\nbatching\n1 worker",
     "model_service_batching_on_2w": "model service\nbatching\n2 workers",
@@ -256,6 +273,12 @@ def goals(results: dict[str, Any]) -> dict[str, Any]:
     explained = _explanation_cost(results, top)
     if explained:
         out["explanation_cost"] = explained
+    challenged = challenger_cost(results, top)
+    if challenged:
+        out["challenger_cost"] = challenged
+    promoted = promotion_goal(results)
+    if promoted:
+        out["promotion"] = promoted
     cpu: dict[str, Any] = {}
     for key in HEADLINE_KEYS:
         rounds = rounds_of(results, key, top)
@@ -303,6 +326,52 @@ def _explanation_cost(results: dict[str, Any], top: int) -> dict[str, Any] | Non
         "met": _median(ratios) >= GOAL_EXPLAINED_THROUGHPUT and _median(added) < GOAL_EXPLANATION_MS,
         "every_round": all(r >= GOAL_EXPLAINED_THROUGHPUT for r in ratios)
         and all(a < GOAL_EXPLANATION_MS for a in added),
+    }
+
+
+def challenger_cost(results: dict[str, Any], top: int) -> dict[str, Any] | None:
+    """What a challenger in shadow costs: the same system with and without one, in the same rounds, at
+    the top load (throughput) and at one client (p50), with what the shadow stored, dropped and failed."""
+    pairs = _ratios(results, CHALLENGER_KEY, "end_to_end", top)
+    lone = rounds_of(results, CHALLENGER_KEY, 1)
+    if not pairs or not lone:
+        return None
+    ratios = [c["throughput_rps"] / b["throughput_rps"] if b["throughput_rps"] else 0.0 for _, c, b in pairs]
+    p50s = [p["latency_ms"]["p50"] for p in lone.values()]
+    errors = sum(c["errors"]["total"] for _, c, _ in pairs) + sum(p["errors"]["total"] for p in lone.values())
+    shadow = {k: 0 for k in ("decisions", "stored", "dropped", "failed")}
+    for kept in (results.get("challenger") or {}).get("shadow_after_round", []):
+        for k in shadow:
+            shadow[k] += kept["round_delta"][k]
+    return {
+        "throughput_ratio": _summary(ratios),
+        "per_round": [round(x, 2) for x in ratios],
+        "goal_ratio": GOAL_CHALLENGER_THROUGHPUT,
+        "one_client_p50_ms": _summary(p50s),
+        "goal_p50_ms": GOAL_CHALLENGER_ONE_CLIENT_P50_MS,
+        "errors": errors,
+        "shadow": shadow,
+        "met": _median(ratios) >= GOAL_CHALLENGER_THROUGHPUT
+        and _median(p50s) < GOAL_CHALLENGER_ONE_CLIENT_P50_MS
+        and errors == 0,
+        "every_round": all(r >= GOAL_CHALLENGER_THROUGHPUT for r in ratios)
+        and all(x < GOAL_CHALLENGER_ONE_CLIENT_P50_MS for x in p50s),
+    }
+
+
+def promotion_goal(results: dict[str, Any]) -> dict[str, Any] | None:
+    """A promotion (and a rollback) under load: no failed request, every answer and record naming
+    exactly one of the two versions, the new one from the effective instant."""
+    p = results.get("experiments", {}).get("promotion")
+    if not p or "skipped" in p:
+        return None
+    return {
+        "clients": p["clients"],
+        "requests": p["summary"]["requests"],
+        "failed_requests": p["failed_requests"],
+        "versions_ok": p["versions_check"]["ok"],
+        "records_equal": p["records"]["equal"],
+        "met": p["failed_requests"] == 0 and p["versions_check"]["ok"] and p["records"]["equal"],
     }
 
 
@@ -401,6 +470,21 @@ def markdown(results: dict[str, Any], *, images: str = "") -> str:
             f"| {_range(e['throughput_ratio'])}; p50 {_range(e['one_client_p50_added_ms'], ' ms', 3)} "
             f"| {_yes(e['met'])} | {_yes(e['every_round'])} |"
         )
+    if "challenger_cost" in g:
+        e = g["challenger_cost"]
+        lines.append(
+            f"| a challenger in shadow: {g['clients']}-client throughput ≥ {e['goal_ratio']}× the same system without "
+            f"one, one client's p50 < {e['goal_p50_ms']:g} ms | {_range(e['throughput_ratio'])}; p50 "
+            f"{_range(e['one_client_p50_ms'], ' ms')}; errors {e['errors']} "
+            f"| {_yes(e['met'])} | {_yes(e['every_round'])} |"
+        )
+    if "promotion" in g:
+        e = g["promotion"]
+        lines.append(
+            f"| a promotion and a rollback under {e['clients']}-client load: no failed request, every answer and "
+            f"record naming one of the two versions | {e['failed_requests']} failed of {e['requests']:,}; versions "
+            f"{'right' if e['versions_ok'] else '**wrong**'} | {_yes(e['met'])} | – |"
+        )
     if "bulk" in g:
         e = g["bulk"]
         lines.append(
@@ -413,6 +497,7 @@ def markdown(results: dict[str, Any], *, images: str = "") -> str:
     lines += held_in_every_round(results)
     lines += headline(results)
     lines += fair_baselines(results)
+    lines += change_control_md(results)
 
     lines += [
         "## Closed loop (wrk)",
@@ -558,6 +643,71 @@ def stack_md(results: dict[str, Any]) -> list[str]:
             f"in {limited['duration_s']:.1f} s."
         )
     return [*lines, ""]
+
+
+def change_control_facts(results: dict[str, Any]) -> list[str]:
+    """The challenger's cost and the promotion under load, one sentence each; a figure the results do
+    not hold is said to be not measured (the README and the summary quote these)."""
+    g = goals(results)
+    c, p = g.get("challenger_cost"), g.get("promotion")
+    top = g["clients"]
+    if c:
+        sh = c["shadow"]
+        challenger = (
+            f"**A challenger in shadow** (`make run` with a candidate policy deciding every evaluation again, in "
+            f"the same {_rounds(g['rounds'])} as the system without one): at {top} clients "
+            f"{_range(c['throughput_ratio'])} the throughput without one (goal ≥ {c['goal_ratio']}×: "
+            f"{'met' if c['met'] else 'not met'} on the median, {'held' if c['every_round'] else 'not held'} in "
+            f"every round); one client's p50 {_range(c['one_client_p50_ms'], ' ms')} (goal < {c['goal_p50_ms']:g} "
+            f"ms); {c['errors']} errors. The shadow over the rounds: {sh['stored']:,} stored, {sh['dropped']:,} "
+            f"dropped, {sh['failed']:,} failed, of {sh['decisions']:,} evaluations."
+        )
+    else:
+        challenger = f"**A challenger in shadow:** {NOT_MEASURED} (no `{CHALLENGER_KEY}` points in the results)."
+    if p:
+        v = results["experiments"]["promotion"]["versions_check"]
+        a = v["answers"]
+        promotion = (
+            f"**A promotion and a rollback under {p['clients']}-client load** (`/api/v1/evaluations`): "
+            f"{p['failed_requests']} failed requests of {p['requests']:,}; every answer and record names exactly "
+            f"one of the two versions, each record its answer's, the new one from the promotion's effective "
+            f"instant and the old one again from the rollback's: {'yes' if p['versions_ok'] else '**no**'} "
+            f"({a['before_promotion']:,} answers before, {a['after_promotion']:,} between, "
+            f"{a['after_rollback']:,} after, {a['spanning_a_switch']:,} in flight at a switch)."
+        )
+    else:
+        promotion = (
+            f"**A promotion and a rollback under load:** {NOT_MEASURED} (no `promotion` experiment in the results)."
+        )
+    return [challenger, promotion]
+
+
+def _rounds(n: int) -> str:
+    return f"{n} round{'s' if n != 1 else ''}"
+
+
+def change_control_md(results: dict[str, Any]) -> list[str]:
+    lines = ["## Change control under load", ""] + [f"- {f}" for f in change_control_facts(results)] + [""]
+    top = max(results["settings"]["clients"])
+    pairs = _ratios(results, CHALLENGER_KEY, "end_to_end", top)
+    lone = rounds_of(results, CHALLENGER_KEY, 1)
+    shadow = {k["round"]: k for k in (results.get("challenger") or {}).get("shadow_after_round", [])}
+    if pairs:
+        lines += [
+            f"| round | req/s at {top} clients, with / without a challenger | ratio | p50 at 1 client, with (ms) "
+            "| shadow: evaluations, stored, dropped, failed |",
+            "|---:|---:|---:|---:|---|",
+        ]
+        for r, c, b in pairs:
+            d = shadow.get(r, {}).get("round_delta")
+            counts = f"{d['decisions']:,}, {d['stored']:,}, {d['dropped']:,}, {d['failed']:,}" if d else NOT_MEASURED
+            p50 = lone[r]["latency_ms"]["p50"] if r in lone else None
+            lines.append(
+                f"| {r} | {_fmt(c['throughput_rps'])} / {_fmt(b['throughput_rps'])} "
+                f"| {c['throughput_rps'] / max(b['throughput_rps'], 1e-9):.2f}× | {_fmt(p50, 2)} | {counts} |"
+            )
+        lines.append("")
+    return lines
 
 
 def fair_baselines(results: dict[str, Any]) -> list[str]:
@@ -852,6 +1002,7 @@ COLORS = {
     "monolith_workers": "#c7c7c7",
     "end_to_end": "#1f77b4",
     "end_to_end_unexplained": "#aec7e8",
+    CHALLENGER_KEY: "#9467bd",
     "model_service": "#2ca02c",
     "model_service_batching_on_1w": "#17becf",
     "model_service_batching_on_2w": "#98df8a",
@@ -1118,6 +1269,11 @@ BEGIN = (
     "edit the generator, not this block -->"
 )
 END = "<!-- END GENERATED -->"
+# README's "Benchmarks": the change-control figures (change_control_facts), between these and END.
+BEGIN_README = (
+    "<!-- BEGIN GENERATED change-control figures, by benchmarks/report.py from docs/results/results.json: "
+    "edit the generator, not this block -->"
+)
 
 
 def splice(doc: Path, results: dict[str, Any], *, images: str) -> bool:
@@ -1128,19 +1284,35 @@ def splice(doc: Path, results: dict[str, Any], *, images: str) -> bool:
     summary = markdown(results, images=images).splitlines()
     # Below the document's own "## Results": drop the title, move every heading one level down.
     body = [("#" + line) if line.startswith("##") else line for line in summary[1:]]
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    return _replace_block(doc, text, BEGIN, body)
+
+
+def splice_readme(readme: Path, results: dict[str, Any]) -> bool:
+    """Replace README's change-control block (between BEGIN_README and END); False if it has none."""
+    text = readme.read_text(encoding="utf-8")
+    if BEGIN_README not in text:
+        return False
+    return _replace_block(readme, text, BEGIN_README, [f"- {f}" for f in change_control_facts(results)])
+
+
+def _replace_block(doc: Path, text: str, begin: str, body: list[str]) -> bool:
+    start = text.index(begin) + len(begin)
+    end = text.index(END, start)
     doc.write_text(text[:start] + "\n" + "\n".join(body).strip() + "\n\n" + text[end:], encoding="utf-8")
     return True
 
 
-def write(results: dict[str, Any], *, out_dir: Path, doc: Path | None = None) -> None:
+def write(results: dict[str, Any], *, out_dir: Path, doc: Path | None = None, readme: Path | None = None) -> None:
     """summary.md and the charts, from results (also stored in results.json by the caller); with doc,
-    also the generated block of that document (docs/ARCHITECTURE.md), its charts linked from results/."""
+    also the generated block of that document (docs/ARCHITECTURE.md), its charts linked from results/;
+    with readme, README's change-control block."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {**results, "goals": goals(results)}
     (out_dir / "summary.md").write_text(markdown(results), encoding="utf-8")
     if doc is not None:
         splice(doc, results, images=f"{out_dir.resolve().relative_to(doc.parent.resolve())}/")
+    if readme is not None:
+        splice_readme(readme, results)
     carried = results.get("carried_over", {})  # their charts are already those of their run
     if results["load"] and "load" not in carried:
         chart_load(results, out_dir)
@@ -1166,8 +1338,10 @@ def main(argv: list[str] | None = None) -> int:
         help="a document whose generated block to refresh (default: docs/ARCHITECTURE.md when --out is docs/results)",
     )
     args = parser.parse_args(argv)
-    doc = args.doc or (ARCHITECTURE if args.out.resolve() == (DOCS / "results").resolve() else None)
-    write(json.loads((args.out / "results.json").read_text(encoding="utf-8")), out_dir=args.out, doc=doc)
+    default = args.out.resolve() == (DOCS / "results").resolve()
+    doc = args.doc or (ARCHITECTURE if default else None)
+    results = json.loads((args.out / "results.json").read_text(encoding="utf-8"))
+    write(results, out_dir=args.out, doc=doc, readme=README if default else None)
     return 0
 
 

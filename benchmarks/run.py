@@ -6,6 +6,8 @@
     python -m benchmarks.run --only load,bulk            # some sections; the others keep their last results
     python -m benchmarks.run --only portfolio            # portfolio runs alone, about 6 minutes
     python -m benchmarks.run --only stack                # through make stack's gateway (make bench-stack)
+    python -m benchmarks.run --only load --systems end_to_end,end_to_end_challenger --rounds 1 --out /tmp/b
+                                                         # two of the load's systems, a quick check
 
 Every system is started here on free loopback ports and stopped at the end, whatever happens.
 The numbers depend on what else the machine is doing: run it on a quiet machine.
@@ -31,11 +33,12 @@ from typing import Any
 
 import psutil
 
-from benchmarks import bulk, load, report, systems
+from benchmarks import bulk, change_control, load, report, systems
 from benchmarks.loadgen import wrk
 from benchmarks.systems import ROOT, System
 
-SECTIONS = ("load", "bulk", "fault", "rollout", "scaling", "portfolio", "stack")
+SECTIONS = ("load", "bulk", "fault", "rollout", "scaling", "promotion", "portfolio", "stack")
+EXPERIMENTS = ("fault", "rollout", "scaling", "promotion")
 # What a run without --only measures. The stack (make bench-stack) needs podman and the images of
 # `make images`: it runs when asked for, and a full run keeps its last results.
 DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "stack")
@@ -183,6 +186,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not wrk.available():
         raise SystemExit("wrk is not installed: `apt-get install -y wrk` (make system-deps)")
     smoke = args.smoke
+    only_systems = set(args.systems.split(",")) if args.systems else set()
+    unknown = only_systems - set(report.HEADLINE_KEYS)
+    if unknown:
+        raise SystemExit(f"unknown system(s): {', '.join(sorted(unknown))}; known: {', '.join(report.HEADLINE_KEYS)}")
     clients = [1, 8] if smoke else [1, 16, 64]
     duration_s = args.duration or (2.0 if smoke else 6.0)
     rate_rps = args.rate if not smoke else 50.0
@@ -233,9 +240,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 starts["end_to_end_unexplained"] = lambda: systems.make_run(
                     log_dir=work, db_path=work / "e2e-unexplained.db", EXPLAIN_DECISIONS="false"
                 )
+                # The same system with a challenger in shadow: what deciding every evaluation twice costs.
+                starts[report.CHALLENGER_KEY] = lambda: systems.make_run_with_challenger(
+                    log_dir=work, db_path=work / "e2e-challenger.db"
+                )
             else:
                 results["skipped"]["end_to_end"] = "evaluation_api/main.py not found"
-            keys = [k for k in report.HEADLINE_KEYS if k in starts]
+            keys = [k for k in report.HEADLINE_KEYS if k in starts and (not only_systems or k in only_systems)]
+            if report.CHALLENGER_KEY in keys:
+                # Its shadow's counts, beside its load points (the key `load` points are under).
+                results["challenger"] = {
+                    "key": report.CHALLENGER_KEY,
+                    "baseline": "end_to_end",
+                    "shadow_after_round": [],
+                }
 
             def measure(key: str, system: System, round_no: int) -> None:
                 log(f"{system.name} (round {round_no})")
@@ -249,6 +267,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     workdir=work,
                 ):
                     results["load"].append({"key": key, "round": round_no, **point})
+                if key == report.CHALLENGER_KEY:
+                    _shadow_after_round(system, round_no)
+
+            def _shadow_after_round(system: System, round_no: int) -> None:
+                """The shadow scorer's counts in every API process once its queue has drained (so that
+                its backlog does not run into the next system's point)."""
+                kept = results["challenger"]["shadow_after_round"]
+                pids = system.roles["evaluation_api"]
+                counts = change_control.shadow_counts(system.url, pids if isinstance(pids, list) else [pids])
+                added = change_control.delta(counts, kept[-1]["cumulative"] if kept else None)
+                kept.append({"round": round_no, "cumulative": counts, "round_delta": added})
+                log(
+                    f"  shadow, this round: {added['stored']} stored, {added['dropped']} dropped, "
+                    f"{added['failed']} failed, of {added['decisions']} evaluations; {counts['pending']} still queued"
+                )
 
             # All three stay up (idle when not measured), so each round measures every system under the
             # same conditions within minutes; the order rotates so that none is always first or last.
@@ -264,9 +297,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         measure(key, running[key], round_no)
                 if "bulk" in sections and "model_service" in running:
                     results["bulk"] = _bulk(running["model_service"], customers=args.bulk_customers, smoke=smoke)
+                if report.CHALLENGER_KEY in running:
+                    challenger = running[report.CHALLENGER_KEY]
+                    info = challenger.config["challenger"]
+                    swaps = challenger.control.report(info["challenger_id"])
+                    # Shadow decisions are real ones: how many the candidate decided otherwise.
+                    results["challenger"] |= {
+                        "challenger": info,
+                        "report": {k: swaps[k] for k in ("evaluations", "changed", "swap")},
+                    }
 
             # The model service's variants, one round each: what batching and a second worker buy.
-            variants = [] if smoke or not args.variants else [(True, 1), (True, 2), (False, 1), (False, 2)]
+            variants = (
+                [] if smoke or not args.variants or only_systems else [(True, 1), (True, 2), (False, 1), (False, 2)]
+            )
             for batching, workers in variants:
                 key = f"model_service_batching_{'on' if batching else 'off'}_{workers}w"
                 with systems.model_service(log_dir=work, workers=workers, batching=batching) as system:
@@ -285,7 +329,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # --- experiments (they need the evaluation API) ---------------------------------------------
         from benchmarks import experiments
 
-        for name in ("fault", "rollout", "scaling"):
+        for name in EXPERIMENTS:
             if name not in sections:
                 continue
             if not e2e:
@@ -339,6 +383,8 @@ def carry_over(results: dict[str, Any], previous_path: Path, *, ran: set[str]) -
             continue
         if name == "load" and previous.get("load"):
             results["load"], results["settings"] = previous["load"], previous["settings"]
+            if previous.get("challenger"):
+                results["challenger"] = previous["challenger"]
         elif name in ("bulk", "portfolio", "stack") and previous.get(name):
             results[name] = previous[name]
         elif previous.get("experiments", {}).get(name):
@@ -370,6 +416,12 @@ def main(argv: list[str] | None = None) -> int:
     add("--rounds", type=int, default=0, help="rounds of the three systems in alternation (default 3; 2 with --smoke)")
     add("--no-variants", dest="variants", action="store_false", help="skip the model service's variants (one round)")
     add(
+        "--systems",
+        default="",
+        help=f"with load: only these of its systems, comma-separated ({','.join(report.HEADLINE_KEYS)}); a quick "
+        "check, so not with the default --out",
+    )
+    add(
         "--api-key",
         default=None,
         help=f"system key sent as `Authorization: Bearer KEY` to the evaluation API (default ${systems.API_KEY_ENV})",
@@ -390,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.api_key:
         os.environ[systems.API_KEY_ENV] = args.api_key
+    if args.systems and args.out.resolve() == DEFAULT_OUT.resolve():
+        parser.error("--systems measures part of the load section: give --out another directory than docs/results")
     if args.smoke and args.bulk_customers == 100_000:
         args.bulk_customers = 2_000
 
@@ -403,7 +457,12 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "portfolio.json").write_text(json.dumps(results["portfolio"], indent=2) + "\n", encoding="utf-8")
     # The architecture document quotes the real run, never a smoke run or one written elsewhere.
     publish = not args.smoke and args.out.resolve() == DEFAULT_OUT.resolve()
-    report.write(results, out_dir=args.out, doc=report.ARCHITECTURE if publish else None)
+    report.write(
+        results,
+        out_dir=args.out,
+        doc=report.ARCHITECTURE if publish else None,
+        readme=report.README if publish else None,
+    )
     log(f"done in {results['elapsed_s']:.0f}s; results in {args.out}")
     return 0
 

@@ -95,6 +95,8 @@ class System:
     roles: dict[str, int | list[int]] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)  # sent with every request (credentials)
+    # The people who change its policy, when it has a challenger (benchmarks/change_control.Operators).
+    control: Any = None
 
     def pids(self) -> dict[str, int | list[int]]:
         return dict(self.roles)
@@ -329,6 +331,25 @@ def make_run(*, log_dir: Path, db_path: Path, path: str = "/avaliar", **env: str
             },
             headers,
         )
+
+
+@contextlib.contextmanager
+def make_run_with_challenger(*, log_dir: Path, db_path: Path, path: str = "/avaliar", **env: str) -> Iterator[System]:
+    """The same `make run`, with a challenger deciding every evaluation again in shadow: a candidate
+    policy that differs from the live one (benchmarks/change_control.py), registered and started
+    through the API by a risk user before any load, so that each measured evaluation is shadowed."""
+    from benchmarks import change_control
+
+    with make_run(log_dir=log_dir, db_path=db_path, path=path, **env) as system:
+        operators = change_control.Operators.sign_up(system.url, f"sqlite:///{db_path}")
+        live = change_control.live_policy_version(system.url, operators.author)
+        challenger = operators.start_challenger(f"{live}-bench-candidate")
+        # Every API process reads the registry every RELEASE_POLL_S (0.5 s by default): wait a few reads.
+        time.sleep(2.0)
+        system.name = "evaluation API → model service (make run), a challenger in shadow"
+        system.config = {**system.config, "challenger": {"live_policy_version": live, **challenger}}
+        system.control = operators
+        yield system
 
 
 @contextlib.contextmanager

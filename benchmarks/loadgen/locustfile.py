@@ -4,7 +4,7 @@ BENCH_BODIES   a JSON file: a list of request bodies, sent in turn
 BENCH_PATH     the POST path (e.g. /avaliar)
 BENCH_RATE     requests per second per user (0: as fast as answers come, closed loop)
 BENCH_LOG      where to write every request as one JSON line: start time, latency, status, body index
-               and, with BENCH_CAPTURE=1, the response's `id` and model version
+               and, with BENCH_CAPTURE=1, the response's `id`, model version and policy version
 BENCH_PAGES    optional comma-separated GET paths polled by one PageUser (e.g. "/,/healthz")
 BENCH_PAGE_RATE  requests per second of that PageUser (default 5)
 BENCH_HEADERS  optional JSON object of headers sent with every request (e.g. Authorization)
@@ -43,12 +43,13 @@ def _keep(
     **_: Any,
 ) -> None:
     status = getattr(response, "status_code", 0) or 0
-    record_id = version = None
+    record_id = version = policy = None
     if _capture and 200 <= status < 300 and request_type == "POST":
         try:
             payload = json.loads(response.content)
             record_id = payload.get("id")
             version = (payload.get("model") or {}).get("version") or payload.get("model_version")
+            policy = payload.get("policy_version")  # /api/v1/evaluations names it; /avaliar does not
         except (ValueError, AttributeError):
             pass
     _records.append(
@@ -61,6 +62,7 @@ def _keep(
             context.get("body"),
             record_id,
             version,
+            policy,
             type(exception).__name__ if exception else None,
         )
     )
@@ -71,7 +73,7 @@ def _keep(
 def _write(environment: Any, **_: Any) -> None:
     if isinstance(environment.runner, MasterRunner):
         return
-    keys = ("method", "path", "start", "latency_ms", "status", "body", "id", "version", "exception")
+    keys = ("method", "path", "start", "latency_ms", "status", "body", "id", "version", "policy", "exception")
     with open(os.environ["BENCH_LOG"], "w", encoding="utf-8") as f:
         for record in _records:
             f.write(json.dumps(dict(zip(keys, record, strict=True))) + "\n")

@@ -97,6 +97,7 @@ def test_portfolio(tmp_path: Path) -> None:
     assert set(p["cases"]) == {
         "local_parquet_small",
         "local_parquet",
+        "local_parquet_explain",
         "local_parquet_large",
         "local_csv",
         "spark_local2_parquet",

@@ -103,6 +103,7 @@ class Place:
 PLACES = (
     Place("README.md", r"\*\*From the browser\.\*\*", r"\n## Benchmarks"),
     Place("README.md", r"\| HTTP client to the model service \|", r"\n"),
+    Place("README.md", r"<!-- BEGIN GENERATED change-control figures", r"<!-- END GENERATED -->"),
     Place("docs/ARCHITECTURE.md", r"\n### What the results say", r"\n### How the harness measures"),
     Place("docs/ARCHITECTURE.md", r"\n### The model: in process", r"\n### The model step without"),
     Place("docs/ARCHITECTURE.md", r"\n### Measured\n", r"\n### From the API"),
