@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     release_switch_delay_s: float = Field(2.0, ge=0, le=600)
     # Challenger decisions waiting to be stored; beyond this they are dropped (counted), never waited for.
     shadow_queue_max: int = Field(20_000, ge=1, le=1_000_000)
+    # How long the shadow scorer gathers challenger decisions into one transaction (off the answer's path).
+    shadow_linger_s: float = Field(0.5, ge=0, le=10)
     review_due_days: int = Field(15, ge=1, le=90)
     information_due_days: int = Field(10, ge=1, le=10)
     # Monitoring (/metrics): input drift (PSI), segment and decision mix over the newest evaluations.

@@ -162,7 +162,12 @@ def _lifespan(
             policies.on_model = lambda version: explainer.learn_version(version.version, version.metadata)
         poller = ReleasePoller(engine, policies, interval_s=settings.release_poll_s, registry_metrics=metrics.registry)
         await asyncio.to_thread(_load_releases, settings, engine, poller)
-        shadow = ShadowScorer(engine, queue_max=settings.shadow_queue_max, registry_metrics=metrics.registry)
+        shadow = ShadowScorer(
+            engine,
+            queue_max=settings.shadow_queue_max,
+            registry_metrics=metrics.registry,
+            linger_s=settings.shadow_linger_s,
+        )
         app.state.settings = settings
         app.state.engine = engine
         app.state.data_keys = data_keys

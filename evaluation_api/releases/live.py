@@ -177,7 +177,11 @@ class ShadowScorer:
     beside the record. Never on the evaluation's path: `submit` only enqueues (a full queue drops the
     item, counted); a failure of the challenger, of its model service or of its insert is counted and
     logged, never raised. A challenger model is asked for a whole batch in one call (POST /predict_batch),
-    with a short timeout: a slow one only lets the queue fill, and then drops."""
+    with a short timeout: a slow one only lets the queue fill, and then drops.
+
+    A batch gathers for `linger_s` after its first decision unless a full batch already waits: one
+    transaction per batch, not per evaluation, so that at low load the shadow's inserts do not take the
+    database's write lock between the live records' commits (SQLite has one), nor the GIL each time."""
 
     BATCH = 500
 
@@ -189,8 +193,10 @@ class ShadowScorer:
         registry_metrics: CollectorRegistry,
         store: Callable[[Engine, list[dict[str, Any]]], None] | None = None,
         model_timeout_s: float = 2.0,
+        linger_s: float = 0.0,
     ) -> None:
         self._engine = engine
+        self._linger_s = linger_s
         self._queue: queue.Queue[ShadowItem | None] = queue.Queue(maxsize=queue_max)
         self._store = store or _store
         self._model_timeout_s = model_timeout_s
@@ -215,6 +221,8 @@ class ShadowScorer:
             first = self._queue.get()
             if first is None:
                 return
+            if self._linger_s > 0 and self._queue.qsize() < self.BATCH - 1:
+                time.sleep(self._linger_s)  # close() puts its None behind what waits: found below
             items = [first]
             while len(items) < self.BATCH:
                 try:
@@ -273,7 +281,9 @@ class ShadowScorer:
         rows: list[dict[str, Any]] = []
         now = datetime.now(UTC)
         segments = self._segments(items)
-        for item, challenger_segment in zip(items, segments, strict=True):
+        for n, (item, challenger_segment) in enumerate(zip(items, segments, strict=True)):
+            if n % 32 == 31:
+                time.sleep(0)  # hands the GIL to the event loop now and then, not after Python's 5 ms
             if challenger_segment == "":
                 continue  # its model did not answer (counted)
             try:

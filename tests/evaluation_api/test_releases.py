@@ -300,3 +300,31 @@ def test_each_release_names_the_one_a_rollback_returns_to(risk_app: Any) -> None
         (promoted["id"], seed["id"]),
         (seed["id"], None),
     ]
+
+
+def test_the_shadow_scorer_stores_what_a_linger_gathers_in_one_transaction_and_stores_it_on_close() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from decisioning.policy import load_policy
+    from evaluation_api.releases.live import ShadowItem, ShadowScorer
+
+    policy = load_policy(POLICY_PATH)
+    batches: list[int] = []
+    scorer = ShadowScorer(
+        None,  # type: ignore[arg-type]  # never reached: the store is replaced
+        queue_max=100,
+        registry_metrics=CollectorRegistry(),
+        store=lambda _engine, rows: batches.append(len(rows)),
+        linger_s=0.3,
+    )
+    customer = SEGMENT_CUSTOMERS["high_limit_revolvers"]
+    live = decide(policy, customer, "high_limit_revolvers").decision
+    for i in range(40):
+        scorer.submit(ShadowItem(f"e{i}", 1, policy, customer, "high_limit_revolvers", live))
+    wait_for(lambda: sum(batches) == 40)
+    assert batches == [40]  # gathered, not one transaction per evaluation
+    for i in range(7):
+        scorer.submit(ShadowItem(f"f{i}", 1, policy, customer, "high_limit_revolvers", live))
+    scorer.close()  # within the linger: what waits is stored before the thread stops
+    assert batches == [40, 7]
+    assert scorer.outcomes.labels("stored")._value.get() == 47
