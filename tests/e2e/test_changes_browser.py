@@ -7,6 +7,7 @@ and an analyst is not offered the page. Real model service and evaluation API on
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,7 @@ pytestmark = [
 
 WAIT_MS = 20_000
 SHADOW_WAIT_S = 30.0  # a deadline for the shadow thread on a busy machine, not an expectation
+SHADOW_SETTLED_S = 1.5  # three times the API's default SHADOW_LINGER_S
 AUTHOR = "rita.risco"
 APPROVER = "rui.risco"
 AUDITOR = "aldo.auditor"
@@ -47,12 +49,13 @@ CANDIDATE_MODEL = "c0ffee00c0ffee00"
 JUSTIFICATION = "Sombra revisada: só os pouco ativos e os de limite alto mudam."
 
 
-@pytest.fixture(scope="module")
-def changes_api(
-    model_service: servers.Server, artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory
+@contextlib.contextmanager
+def api_with_people(
+    model_service: servers.Server, artifacts_dir: Path, database_dir: Path, **env: str
 ) -> Iterator[servers.Server]:
-    """The API on a database of this module's own, with an analyst, two risk officers and an auditor."""
-    database_url = f"sqlite:///{tmp_path_factory.mktemp('changes-db') / 'evaluations.db'}"
+    """The API on a database of its own (fast release polls), with an analyst, two risk officers and an
+    auditor."""
+    database_url = f"sqlite:///{database_dir / 'evaluations.db'}"
     for username, role in ((ANALYST, "analyst"), (AUTHOR, "risk"), (APPROVER, "risk"), (AUDITOR, "auditor")):
         cli_create_account(database_url, username, role, PASSWORD)  # also migrates the database
     server = servers.evaluation_api(
@@ -61,12 +64,21 @@ def changes_api(
         log_dir=artifacts_dir,
         RELEASE_POLL_S="0.1",
         RELEASE_SWITCH_DELAY_S="0.5",
+        **env,
     ).start(timeout=EVALUATION_API_START_S)
     try:
         _wait_until_ready(server, timeout=EVALUATION_API_START_S)
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def changes_api(
+    model_service: servers.Server, artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[servers.Server]:
+    with api_with_people(model_service, artifacts_dir, tmp_path_factory.mktemp("changes-db")) as server:
+        yield server
 
 
 def new_page(browser: Browser, errors: list[str]) -> tuple[BrowserContext, Page]:
@@ -119,7 +131,15 @@ def shadow_evaluations(url: str, challenger_id: int) -> dict[str, Any]:
     while (report := report_of(url, challenger_id, auditor))["evaluations"] < before + len(customers):
         assert time.monotonic() < deadline + SHADOW_WAIT_S, "the shadow decisions were not all stored"
         time.sleep(0.1)
-    return report
+    # The first loop's last evaluations may still be gathering (SHADOW_LINGER_S): the page must show the
+    # report once nothing more arrives, so wait until it stops changing for longer than a linger.
+    while True:
+        time.sleep(SHADOW_SETTLED_S)
+        latest = report_of(url, challenger_id, auditor)
+        if latest["evaluations"] == report["evaluations"]:
+            return report
+        assert time.monotonic() < deadline + 2 * SHADOW_WAIT_S, "the shadow decisions never stopped arriving"
+        report = latest
 
 
 def assert_heat_map_is(page: Page, matrix: dict[str, dict[str, int]]) -> None:
@@ -312,22 +332,13 @@ def model_changes_api(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[servers.Server]:
     """An API that knows the candidate's model service, on a database of its own."""
-    database_url = f"sqlite:///{tmp_path_factory.mktemp('model-changes-db') / 'evaluations.db'}"
-    for username, role in ((ANALYST, "analyst"), (AUTHOR, "risk"), (APPROVER, "risk")):
-        cli_create_account(database_url, username, role, PASSWORD)
-    server = servers.evaluation_api(
-        model_url=model_service.url,
-        database_url=database_url,
-        log_dir=artifacts_dir,
-        RELEASE_POLL_S="0.1",
-        RELEASE_SWITCH_DELAY_S="0.5",
+    with api_with_people(
+        model_service,
+        artifacts_dir,
+        tmp_path_factory.mktemp("model-changes-db"),
         CANDIDATE_MODEL_SERVICE_URLS=f'["{candidate_model.url}"]',
-    ).start(timeout=EVALUATION_API_START_S)
-    try:
-        _wait_until_ready(server, timeout=EVALUATION_API_START_S)
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_a_model_challenger_is_started_from_the_page_and_its_segment_moves_counted(
