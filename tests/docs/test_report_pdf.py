@@ -56,9 +56,14 @@ def test_a_missing_measurement_is_said_in_words_not_as_a_number(tmp_path: Path) 
     unmeasured = docs.render(tmp_path)
     assert "Linha de base justa: não medida nesta execução" in unmeasured
     assert "**Linha de base justa:** o monólito com" not in unmeasured
-    # With it (the committed run), the sentence gives way to its figures; the stack path is not in
-    # the committed run, and is said in words.
+    # With it (the committed run), the sentence gives way to its figures.
     assert any(p["key"] == docs.MONOLITH_WORKERS_KEY for p in results["load"])
     text = docs.REPORT.read_text(encoding="utf-8")
     assert "**Linha de base justa:** o monólito com" in text
-    assert "O caminho de produção: não medido nesta execução" in text
+    # The same for the stack path (make bench-stack): without it, words; with it (committed), figures.
+    assert "stack" in results
+    stackless = {k: v for k, v in results.items() if k != "stack"}
+    (tmp_path / "results.json").write_text(json.dumps(stackless), encoding="utf-8")
+    assert "O caminho de produção: não medido nesta execução" in docs.render(tmp_path)
+    assert "O caminho de produção: não medido nesta execução" not in text
+    assert "**O caminho de produção:** `/avaliar` pelo gateway" in text
