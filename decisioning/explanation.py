@@ -4,7 +4,9 @@ the policy before it is proposed.
 
     explain(geometry, policy, figures, segment_id, decision) -> Explanation | None
 
-Pure Python, no numpy: the API runs it on every evaluation, and it is five figures and five segments.
+The distances, the pulls and the counterfactual search run compiled (decisioning/counterfactual.py,
+numba: the API runs this on every evaluation, a portfolio run on every row); the factors and the
+sentences are made here.
 
 The model is log1p -> StandardScaler -> KMeans: z_f = (log1p(x_f) - mean_f) / scale_f, and the segment
 is the nearest centre. Against the runner-up r (the second-nearest centre), the assigned segment a
@@ -15,7 +17,7 @@ the positive terms.
 
 The counterfactual. Along one figure, the others as they are, each squared distance is K_j + (z - c_j)²
 (K_j from the other figures), so the nearest centre changes only where two of them cross, at most four
-times each way (the lower envelope, walked below). The hard rules change only at their own thresholds
+times each way (the lower envelope, walked by the search). The hard rules change only at their own thresholds
 (policy.boundaries). Between two such points the decision is constant, so the nearest value with
 another decision is the first cent past one of them. Each candidate is evaluated (the segment from the
 geometry, the decision by the policy); the smallest change, measured in the model's own scaled units
@@ -27,7 +29,6 @@ the nearest change that would make the decision stricter; any other, the nearest
 from __future__ import annotations
 
 import functools
-import heapq
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,10 +36,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract import FEATURE_NAMES, FEATURES, FEATURES_BY_NAME, SEGMENTS, SEGMENTS_BY_KEY, Decision, Figures
-from decisioning.policy import SEVERITY, Policy, boundaries, brl, decision_for, fired
+from contract import FEATURE_NAMES, FEATURES_BY_NAME, SEGMENTS, SEGMENTS_BY_KEY, Decision, Figures
+from decisioning.counterfactual import Compiled
+from decisioning.policy import SEVERITY, Policy, brl
 
 MAX_FACTORS = 4
+# Policies whose compiled search a geometry keeps (the live, a challenger's, those of a promotion).
+_COMPILED_KEPT = 8
 MIN_WEIGHT = 0.01
 # How a decision reads at the end of "a decisão seria ...".
 DECISION_WORDS: dict[str, str] = {"approved": "aprovada", "review": "encaminhada para análise", "denied": "negada"}
@@ -161,26 +165,19 @@ class Geometry:
         distances = self.squared_distances(self.scaled(figures))
         return distances.index(min(distances))
 
-    @functools.cached_property
-    def columns(self) -> list[list[float]]:
-        """Each figure's coordinate of every centre: columns[i][j] is centre j's in figure i."""
-        return [[centre[i] for centre in self.centres] for i in range(len(self.mean))]
+    def compiled(self, policy: Policy) -> Compiled:
+        """The compiled search (decisioning/counterfactual.py) for this geometry and `policy`, made once
+        per policy object (a release's policies live as long as it does)."""
+        entry = self._compiled.get(id(policy))
+        if entry is None or entry[0] is not policy:
+            if len(self._compiled) >= _COMPILED_KEPT:
+                self._compiled.clear()
+            entry = self._compiled[id(policy)] = (policy, Compiled(self, policy))
+        return entry[1]
 
     @functools.cached_property
-    def overtaking(self) -> list[list[tuple[tuple[tuple[int, float], ...], tuple[tuple[int, float], ...]]]]:
-        """For segment a and figure i, the centres that lie ahead of a's up and down along that figure,
-        each with 1 / (2·|c_k - c_a|): the first crossing's t is then (d_k - d_a) times it (_crossing's
-        formula from t = 0, its divisions made once per model)."""
-        return [
-            [
-                (
-                    tuple((k, 1 / (2 * (c_k - column[a]))) for k, c_k in enumerate(column) if c_k > column[a]),
-                    tuple((k, 1 / (2 * (column[a] - c_k))) for k, c_k in enumerate(column) if c_k < column[a]),
-                )
-                for column in self.columns
-            ]
-            for a in range(len(self.centres))
-        ]
+    def _compiled(self) -> dict[int, tuple[Policy, Compiled]]:
+        return {}
 
     @functools.cached_property
     def z_bounds(self) -> list[tuple[float, float]]:
@@ -206,17 +203,14 @@ def explain(
     the numbers only (a few hundred bytes in the record), which `describe` turns into an `Explanation`
     with its pt-BR sentences. None when the geometry does not place the customer in that segment
     (another model's parameters)."""
-    z = geometry.scaled(figures)
-    squared = geometry.squared_distances(z)
-    # Ties aside, the nearest centre must be the model's segment; otherwise these are not its parameters.
-    if squared[segment_id] > min(squared) * (1 + 1e-9) + 1e-12:
+    found = geometry.compiled(policy).explain(figures, segment_id, decision)
+    if found is None:
         return None
-    runner_up = min((j for j in range(len(squared)) if j != segment_id), key=squared.__getitem__)
-    a, r = geometry.centres[segment_id], geometry.centres[runner_up]
-    pulls = [(zf - rf) ** 2 - (zf - af) ** 2 for zf, af, rf in zip(z, a, r, strict=True)]
+    runner_up, pulls = found.runner_up, found.pulls
     total = sum(p for p in pulls if p > 0)
     # The principal factors: a figure whose share of the pull is under MIN_WEIGHT explains nothing.
-    toward = sorted((i for i, p in enumerate(pulls) if p >= MIN_WEIGHT * total), key=lambda i: -pulls[i])
+    # An exact tie with the runner-up (every pull 0) has none.
+    toward = sorted((i for i, p in enumerate(pulls) if p > 0 and p >= MIN_WEIGHT * total), key=lambda i: -pulls[i])
     typical, other = geometry.typicals[segment_id], geometry.typicals[runner_up]
     return {
         "model_version": geometry.model_version,
@@ -225,7 +219,11 @@ def explain(
         # [figure, weight, the segment's centre in it, the runner-up's] (R$)
         "factors": [[FEATURE_NAMES[i], round(pulls[i] / total, 4), typical[i], other[i]] for i in toward[:MAX_FACTORS]],
         # [figure, the value that changes the decision, the segment and the decision then], or None
-        "counterfactual": _counterfactual(geometry, policy, figures, z, squared, segment_id, decision),
+        "counterfactual": (
+            None
+            if found.feature is None
+            else [FEATURE_NAMES[found.feature], found.value, SEGMENTS[found.segment].key, found.decision]
+        ),
     }
 
 
@@ -275,137 +273,3 @@ def describe(stored: Mapping[str, Any], figures: Figures) -> dict[str, Any]:
         "counterfactual": counterfactual,
         "summary": counterfactual["message"] if counterfactual is not None else NO_COUNTERFACTUAL,
     }
-
-
-# A line: one figure moved one way (sign +1 up, -1 down), the others as they are; positions along it
-# are distances t >= 0 in the model's scaled units. A list, not an object (ten per evaluation, on the
-# event loop): [figure, sign, the nearest centre from here on, the next t where another centre becomes
-# the nearest, that centre, the hard rules' (t, threshold) ahead nearest first, where the training
-# data's range ends].
-_I, _SIGN, _SEGMENT, _CROSSING, _FOLLOWING, _RULES, _LIMIT = range(7)
-
-
-def _nearest(line: list[Any]) -> float:
-    rules = line[_RULES]
-    return min(line[_CROSSING], rules[0][0]) if rules else line[_CROSSING]  # type: ignore[no-any-return]
-
-
-def _counterfactual(
-    geometry: Geometry,
-    policy: Policy,
-    figures: Figures,
-    z: list[float],
-    squared: list[float],
-    segment_id: int,
-    decision: Decision,
-) -> list[Any] | None:
-    milder = decision != "approved"  # what is wanted: a milder decision, or (approved) a stricter one
-    wanted = _WANTED[decision]
-    segment_decisions = [policy.segments[s.key].decision for s in SEGMENTS]
-    # Best first: each line offers its nearest point where the nearest centre changes (a crossing) or a
-    # hard rule may start or stop firing; the nearest point of all is tried first, so the first wanted
-    # decision found is the smallest change.
-    heap: list[tuple[float, int, list[Any]]] = []
-    firing = [id(rule) for rule in fired(policy.rules, figures)]
-    d_cur = squared[segment_id]
-    overtaking = geometry.overtaking[segment_id]
-    for i, name in enumerate(FEATURE_NAMES):
-        zi = z[i]
-        lo, hi = geometry.lower[i], geometry.upper[i]
-        # The first crossing each way (_crossing's, from t = 0).
-        up = down = math.inf
-        up_k = down_k = segment_id
-        ahead_up, ahead_down = overtaking[i]
-        for k, inverse in ahead_up:
-            t = (squared[k] - d_cur) * inverse
-            if 0 <= t < up:
-                up, up_k = t, k
-        for k, inverse in ahead_down:
-            t = (squared[k] - d_cur) * inverse
-            if 0 <= t < down:
-                down, down_k = t, k
-        # A rule that starts firing only makes a decision stricter, one that stops only milder: when a
-        # milder decision is wanted, only the rules firing now have thresholds worth crossing, and the
-        # other way round. The threshold is kept as the rule states it, not recomputed from t.
-        ahead: list[tuple[float, float]] = []
-        behind: list[tuple[float, float]] = []
-        for rule, b in boundaries(policy.rules, figures, name):
-            if lo <= b <= hi and (id(rule) in firing) == milder:
-                t = (math.log1p(b) - geometry.mean[i]) / geometry.scale[i] - zi
-                if t >= 0:
-                    ahead.append((t, b))
-                if t <= 0:
-                    behind.append((-t, b))
-        if len(ahead) > 1:
-            ahead.sort()
-        if len(behind) > 1:
-            behind.sort()
-        z_lo, z_hi = geometry.z_bounds[i]
-        lines: tuple[list[Any], list[Any]] = (
-            [i, 1, segment_id, up, up_k, ahead, z_hi - zi],
-            [i, -1, segment_id, down, down_k, behind, zi - z_lo],
-        )
-        for line in lines:
-            nearest = _nearest(line)
-            if nearest <= line[_LIMIT]:
-                heap.append((nearest, len(heap), line))
-    heapq.heapify(heap)
-    while heap:
-        _, n, line = heapq.heappop(heap)
-        i, sign, rules = line[_I], line[_SIGN], line[_RULES]
-        name, x = FEATURE_NAMES[i], figures[FEATURE_NAMES[i]]
-        at_rule = bool(rules) and rules[0][0] <= line[_CROSSING]
-        values: tuple[float, ...]
-        if at_rule:
-            # A rule compares with `>` or `==`: its threshold itself may be on the other side, or only the next cent.
-            point = rules[0][1]
-            first = math.ceil(point * 100) / 100 if sign > 0 else math.floor(point * 100) / 100
-            values, there = (first, first + 0.01 * sign), line[_SEGMENT]
-        else:
-            point = math.expm1((z[i] + sign * line[_CROSSING]) * geometry.scale[i] + geometry.mean[i])
-            values = (math.floor(point * 100) / 100 + 0.01 if sign > 0 else math.ceil(point * 100) / 100 - 0.01,)
-            there = line[_FOLLOWING]
-        for raw in values:
-            value = round(raw, 2)
-            if not (geometry.lower[i] <= value <= geometry.upper[i]) or (value <= x if sign > 0 else value >= x):
-                continue
-            if value <= 0 and FEATURES[i].positive:  # a credit limit of zero is not a figure (contract)
-                continue
-            # The rules only make a decision stricter: a segment whose own decision is stricter than wanted
-            # cannot give a milder one (the common case, settled without building the figures).
-            if milder and segment_decisions[there] not in wanted:
-                continue
-            changed = {**figures, name: value}
-            if decision_for(policy, changed, SEGMENTS[there].key) not in wanted:
-                continue
-            # Evaluated once more, the way an evaluation is: every distance, then the policy.
-            verified = geometry.segment_of(changed)
-            outcome = decision_for(policy, changed, SEGMENTS[verified].key)
-            if outcome in wanted:
-                return [name, value, SEGMENTS[verified].key, outcome]
-        if at_rule:
-            rules.pop(0)
-        else:
-            line[_SEGMENT] = line[_FOLLOWING]
-            line[_CROSSING], line[_FOLLOWING] = _crossing(
-                geometry.columns[i], squared, line[_SEGMENT], line[_CROSSING], sign
-            )
-        nearest = _nearest(line)
-        if nearest <= line[_LIMIT]:
-            heapq.heappush(heap, (nearest, n, line))
-    return None
-
-
-def _crossing(column: list[float], squared: list[float], current: int, at: float, sign: int) -> tuple[float, int]:
-    """The nearest t >= at where another centre becomes the nearest, and which. Along a line the squared
-    distances differ by linear functions: d_k(t) - d_cur(t) = (d_k(0) - d_cur(0)) - 2t·sign·(c_k - c_cur),
-    so only a centre lying ahead (sign·(c_k - c_cur) > 0) can overtake, once."""
-    best, best_k = math.inf, current
-    c_cur, d_cur = column[current], squared[current]
-    for k, c_k in enumerate(column):
-        slope = (c_k - c_cur) * sign
-        if slope > 0:
-            t = (squared[k] - d_cur) / (2 * slope)
-            if at <= t < best:
-                best, best_k = t, k
-    return best, best_k

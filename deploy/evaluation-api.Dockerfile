@@ -20,9 +20,13 @@ RUN /opt/venv/bin/pip install --only-binary=:all: \
 
 # --- runtime: the virtualenv and the package, run by an unprivileged user ---------------------
 FROM ${PYTHON_IMAGE}
+# numba caches the explanation's compiled search (decisioning/counterfactual.py) in a directory it can
+# write: /tmp here (an emptyDir in Kubernetes, whose root filesystem is read-only). Each container
+# compiles it once as it starts, before it reports ready.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    NUMBA_CACHE_DIR=/tmp/numba-cache
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv

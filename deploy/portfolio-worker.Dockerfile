@@ -6,7 +6,7 @@
 #     -f deploy/portfolio-worker.Dockerfile -t credit-eligibility/portfolio-worker:dev .
 # It runs `python -m portfolio.worker` with the API's settings and database, on the API's run
 # directory (PORTFOLIO_RUN_DIR, a volume both mount), and `python -m portfolio.worker purge` for the
-# retention of the uploads. The API's own image stays without the numeric stack (tests/deploy).
+# retention of the uploads. The API's own image has only numpy and numba of it (tests/deploy).
 
 ARG API_IMAGE=credit-eligibility/evaluation-api:dev
 

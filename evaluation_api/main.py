@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from contract import DECISIONS, FEATURE_NAMES, SEGMENT_KEYS
+from decisioning.counterfactual import warm_up
 from decisioning.policy import load_policy
 from evaluation_api.audit import routes as audit
 from evaluation_api.body_limit import BodySizeLimit
@@ -157,6 +158,9 @@ def _lifespan(
         model = ModelClient.from_settings(settings, tracer=tracer)
         services = ModelServices(settings, model, tracer=tracer)
         explainer = Explainer() if settings.explain_decisions else None
+        if explainer is not None:
+            # The compiled search, now rather than on the first evaluation (decisioning/counterfactual.py).
+            await asyncio.to_thread(warm_up)
         policies = LivePolicies(policy)
         if explainer is not None:
             policies.on_model = lambda version: explainer.learn_version(version.version, version.metadata)

@@ -5,7 +5,7 @@
 
 Writes one row per input row, in input order, and `<output>.summary.json`. The decisions are the
 evaluation API's: the same verified model pickle and the same policy file; with `--explain`, each
-row's explanation too (portfolio/explanation.py: the API's `explain`, on arrays). `score()` is the same run
+row's explanation too (portfolio/explanation.py: the API's compiled search, over the rows). `score()` is the same run
 for a caller in Python (a worker process reporting progress).
 """
 

@@ -1,5 +1,6 @@
 """The explanation columns of portfolio runs (portfolio/explanation.py) against the API's own
-explain() (decisioning/explanation.py), row by row: on real customers sampled from cc_general.csv at
+explain() (decisioning/explanation.py) and the Python reference search (tests/utils/
+explanation_reference.py), row by row: on real customers sampled from cc_general.csv at
 test time, under both policies, and on hand-made edge cases; and every counterfactual re-evaluated
 the scalar way (the scikit-learn pipeline's segment, then the policy's decide) gives the decision the
 row promises."""
@@ -25,6 +26,7 @@ from portfolio.model import load_geometry, load_segmenter, read_verified
 from portfolio.policy_vectorised import compile_policy, decide_batch
 from portfolio.score import score
 from tests.portfolio.conftest import CANDIDATE_POLICY, DEFAULT_POLICY, read_output
+from tests.utils import explanation_reference as reference
 from tests.utils.artifacts import REAL_DATA
 
 CSV_NAMES = [f.csv_column for f in FEATURES]
@@ -43,6 +45,7 @@ def expected(geometry: Geometry, policy: Policy, pipeline: Pipeline, figures: di
     stored = explain(geometry, policy, figures, segment, decision)
     assert stored is not None
     counterfactual = stored["counterfactual"]
+    assert counterfactual == reference.counterfactual(geometry, policy, figures, segment, decision)
     if counterfactual is None:
         return stored["factors"][0][0], NO_COUNTERFACTUAL, None, None
     return stored["factors"][0][0], counterfactual[0], counterfactual[1], counterfactual[3]
@@ -145,13 +148,15 @@ def test_hand_made_edge_cases_are_explains_and_stay_within_the_training_range(
     compiled = compile_policy(policy)
     decisions = decide_batch(compiled, figures, segments).decision
     explained = BatchExplainer(geometry, compiled).explain(figures, segments, decisions.astype(np.intp))
-    assert explained.by_row >= 1  # the tie is explained by explain() itself
     nones = 0
     for k, row in enumerate(rows):
         stored = explain(geometry, policy, row, int(segments[k]), DECISIONS[decisions[k]])
         assert stored is not None
         assert FEATURE_NAMES[explained.top_reason[k]] == stored["factors"][0][0]
         counterfactual = stored["counterfactual"]
+        assert counterfactual == reference.counterfactual(
+            geometry, policy, row, int(segments[k]), DECISIONS[decisions[k]]
+        )
         if counterfactual is None:
             assert explained.feature[k] == len(FEATURE_NAMES) and math.isnan(explained.value[k])
             assert explained.decision[k] == -1
