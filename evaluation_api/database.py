@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, overload
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase
@@ -34,7 +35,9 @@ def make_engine(
         # timeout (the wait for that lock) is the statement's bound. Other connections of this process
         # (audit events, accounts) take the same lock, so the lock timeout alone would be too short.
         busy_s = statement_timeout_s if statement_timeout_s is not None else 5.0
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_s})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": busy_s}, json_serializer=_json_text
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
@@ -77,7 +80,14 @@ def make_engine(
         pool_pre_ping=True,
         pool_timeout=2,
         connect_args=connect_args,
+        json_serializer=_json_text,
     )
+
+
+def _json_text(value: Any) -> str:
+    """The JSON columns' serializer: orjson, several times faster than json.dumps on every record's
+    reasons, distances and explanation (the same JSON, without the spaces; the values are finite, as validated)."""
+    return orjson.dumps(value).decode()
 
 
 @overload

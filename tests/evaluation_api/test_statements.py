@@ -5,6 +5,7 @@ audit event of every issue."""
 from __future__ import annotations
 
 import io
+import json
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -156,11 +157,11 @@ def test_each_issue_is_audited_and_another_analysts_record_has_none(anonymous: T
     theirs = client.get(f"{URL}/{evaluation['id']}/statement.pdf", headers=bruno)
     assert theirs.status_code == 404
     assert client.get(f"{URL}/{'x' * 37}/statement", headers=ana).status_code == 404
-    events = [(e["actor"], e["outcome"], e["details"], e["target_id"]) for e in audit_rows(db_path)]
+    events = [(e["actor"], e["outcome"], json.loads(e["details"]), e["target_id"]) for e in audit_rows(db_path)]
     assert events == [
-        ("ana", "success", '{"format": "json"}', evaluation["id"]),
-        ("dora", "success", '{"format": "pdf"}', evaluation["id"]),
-        ("bruno", "denied", '{"format": "pdf"}', evaluation["id"]),
+        ("ana", "success", {"format": "json"}, evaluation["id"]),
+        ("dora", "success", {"format": "pdf"}, evaluation["id"]),
+        ("bruno", "denied", {"format": "pdf"}, evaluation["id"]),
     ]
     assert client.get(f"{URL}/{evaluation['id']}/statement").status_code == 401  # no credential
 
