@@ -26,7 +26,8 @@ NONE = len(FEATURE_NAMES)
 
 @dataclass(frozen=True)
 class Explained:
-    """Per row: the top reason's figure index (-1 when unexplained: another model's geometry), the
+    """Per row: the top reason's figure index (-1 when unexplained: another model's geometry; or when no
+    figure pulls toward the segment: an exact tie), the
     counterfactual's figure index (NONE when no single change alters the decision, -1 unexplained), its
     value (NaN without one) and its decision's code (index into DECISIONS, -1 without)."""
 
@@ -50,8 +51,10 @@ class BatchExplainer:
         n = len(FEATURE_NAMES)
         unexplained = np.isnan(out[:, 0])
         pulls = out[:, 1 : 1 + n]
-        # explain's first factor: the largest pull, the first figure on ties (a stable sort's).
-        top = np.where(unexplained, -1, np.argmax(np.where(unexplained[:, None], 0.0, pulls), axis=1))
+        # explain's first factor: the largest pull, the first figure on ties (a stable sort's); none when
+        # no figure pulls toward the segment (an exact tie with the runner-up).
+        pulls = np.where(unexplained[:, None], 0.0, pulls)
+        top = np.where(unexplained | ~(pulls.max(axis=1) > 0), -1, np.argmax(pulls, axis=1))
         feature = out[:, 1 + n]
         none = ~unexplained & (feature < 0)
         return Explained(

@@ -17,6 +17,8 @@ from benchmarks.workload import customers as synthetic
 from contract import DECISIONS, FEATURE_NAMES, FEATURES, SEGMENTS, Decision
 from decisioning.explanation import Geometry, explain
 from decisioning.policy import SEVERITY, Policy, decide, load_policy
+from portfolio.explanation import BatchExplainer
+from portfolio.policy_vectorised import compile_policy
 from tests.utils import explanation_reference as reference
 from tests.utils.artifacts import REAL_DATA
 from tests.utils.evaluations import committed_pipeline, metadata
@@ -121,3 +123,16 @@ def test_another_models_segment_is_not_explained_by_either_path() -> None:
     assert explain(geometry, policy, figures, wrong, "review") is None
     x = np.array([[figures[n] for n in FEATURE_NAMES]])
     assert np.isnan(geometry.compiled(policy).explain_rows(x, np.array([wrong]), np.array([1]))).all()
+
+
+def test_a_customer_exactly_between_two_centres_has_no_factor_in_either_path() -> None:
+    geometry = tied(3, 4)
+    policy = load_policy(POLICIES["policy"])
+    figures = {name: math.e - 1 for name in FEATURE_NAMES}  # z = 1 in every figure: every pull is 0
+    stored = explain(geometry, policy, figures, 3, decide(policy, figures, SEGMENTS[3].key).decision)
+    assert stored is not None and stored["factors"] == []
+    decision = SEVERITY[decide(policy, figures, SEGMENTS[3].key).decision]
+    explained = BatchExplainer(geometry, compile_policy(policy)).explain(
+        np.array([[figures[n] for n in FEATURE_NAMES]]), np.array([3]), np.array([decision])
+    )
+    assert explained.top_reason.tolist() == [-1]
