@@ -32,13 +32,15 @@ import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from contract import FEATURE_NAMES, FEATURES_BY_NAME, SEGMENTS, SEGMENTS_BY_KEY, Decision, Figures
-from decisioning.counterfactual import Compiled
 from decisioning.policy import SEVERITY, Policy, brl
+
+if TYPE_CHECKING:
+    from decisioning.counterfactual import Compiled
 
 MAX_FACTORS = 4
 # Policies whose compiled search a geometry keeps (the live, a challenger's, those of a promotion).
@@ -168,6 +170,9 @@ class Geometry:
     def compiled(self, policy: Policy) -> Compiled:
         """The compiled search (decisioning/counterfactual.py) for this geometry and `policy`, made once
         per policy object (a release's policies live as long as it does)."""
+        # Imported here: a process that never explains (EXPLAIN_DECISIONS=false) never loads numba.
+        from decisioning.counterfactual import Compiled
+
         entry = self._compiled.get(id(policy))
         if entry is None or entry[0] is not policy:
             if len(self._compiled) >= _COMPILED_KEPT:

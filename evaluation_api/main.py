@@ -22,7 +22,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from contract import DECISIONS, FEATURE_NAMES, SEGMENT_KEYS
-from decisioning.counterfactual import warm_up
 from decisioning.policy import load_policy
 from evaluation_api.audit import routes as audit
 from evaluation_api.body_limit import BodySizeLimit
@@ -159,7 +158,10 @@ def _lifespan(
         services = ModelServices(settings, model, tracer=tracer)
         explainer = Explainer() if settings.explain_decisions else None
         if explainer is not None:
-            # The compiled search, now rather than on the first evaluation (decisioning/counterfactual.py).
+            # The compiled search, now rather than on the first evaluation (decisioning/counterfactual.py);
+            # imported only here, so that a process that does not explain never loads numba.
+            from decisioning.counterfactual import warm_up
+
             await asyncio.to_thread(warm_up)
         policies = LivePolicies(policy)
         if explainer is not None:

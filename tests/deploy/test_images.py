@@ -122,10 +122,11 @@ TRAINING_ONLY = {"models", "sklearn", "pandas", "joblib", "bentoml"}
 
 @pytest.fixture(scope="module")
 def api_loaded(tmp_path_factory: pytest.TempPathFactory) -> imports.Loaded:
-    """What importing each module of evaluation_api (the migrations' scripts, run by Alembic, aside)
-    loads, in an interpreter that sees only what the API's image copies."""
+    """What importing each module of evaluation_api and decisioning (the migrations' scripts, run by
+    Alembic, aside; decisioning.counterfactual is imported only by a process that explains) loads, in
+    an interpreter that sees only what the API's image copies."""
     return imports.load(
-        ["evaluation_api.*", "!evaluation_api.migrations"],
+        ["evaluation_api.*", "decisioning.*", "!evaluation_api.migrations"],
         files=_copied_files(API_DOCKERFILE),
         workdir=tmp_path_factory.mktemp("api-image"),
     )
