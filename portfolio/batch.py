@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -27,9 +28,11 @@ import pyarrow.compute as pc
 from contract import DECISIONS, FEATURE_NAMES, FEATURES, MAX_AMOUNT, SEGMENTS
 from decisioning.explanation import Geometry
 from decisioning.policy import Policy
-from portfolio.explanation import BatchExplainer
 from portfolio.policy_vectorised import compile_policy, decide_batch
 from portfolio.segmenter import Segmenter
+
+if TYPE_CHECKING:
+    from portfolio.explanation import BatchExplainer
 
 ID_COLUMNS: tuple[str, ...] = ("CUST_ID", "customer_id")
 INVALID = "invalid"
@@ -233,7 +236,12 @@ class Scorer:
         self.policy = compile_policy(policy)
         self.candidate = compile_policy(candidate) if candidate is not None else None
         self.columns = columns
-        self.explainer = BatchExplainer(geometry, self.policy) if geometry is not None else None
+        self.explainer: BatchExplainer | None = None
+        if geometry is not None:
+            # numba only where a run explains: importing it alone costs a run about 0.35 s.
+            from portfolio.explanation import BatchExplainer
+
+            self.explainer = BatchExplainer(geometry, self.policy)
         self.schema = output_schema(candidate=candidate is not None, explain=self.explainer is not None)
 
     def score(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, np.ndarray]:
