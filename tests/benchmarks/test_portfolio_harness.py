@@ -68,6 +68,27 @@ def test_goals_judge_the_median_and_every_round() -> None:
     assert goals["memory_by_rows"] == {"1000000": 301.0, "5000000": 362.0, "10000000": 366.0}
 
 
+def test_the_explanation_cost_is_split_into_start_up_and_per_row() -> None:
+    # Round 1: 2.0 s plain, 5.0 s explained, start-up 1.0 s and 1.8 s; round 2: 2.2, 4.7, 0.9, 1.9.
+    runs = {
+        "local_parquet": [_run(2.0, 1), _run(2.2, 1)],
+        "local_parquet_explain": [_run(5.0, 1), _run(4.7, 1)],
+        "local_parquet_start": [_run(1.0, 1), _run(0.9, 1)],
+        "local_parquet_start_explain": [_run(1.8, 1), _run(1.9, 1)],
+    }
+    cost = portfolio.explanation_cost(runs, 5_000_000)
+    assert cost is not None
+    assert cost["ratio"] == {"median": 0.434, "min": 0.4, "max": 0.468}
+    assert (cost["met"], cost["every_round"]) == (False, False)
+    assert cost["start_up_added_s"] == {"median": 0.9, "min": 0.8, "max": 1.0}
+    # (3.0 - 0.8) s and (2.5 - 1.0) s over 5,000,000 rows
+    assert cost["per_row_added_us"] == {"median": 0.37, "min": 0.3, "max": 0.44}
+    assert cost["allowed_added_s"] == {"median": 0.53, "min": 0.5, "max": 0.55}  # a quarter of the plain run
+    # Without the start-up cases (results of an older bench), only the ratio.
+    older = portfolio.explanation_cost({k: runs[k] for k in ("local_parquet", "local_parquet_explain")}, 5_000_000)
+    assert older is not None and "start_up_added_s" not in older
+
+
 def test_the_summary_has_the_portfolio_goals_table_and_facts() -> None:
     results = {
         "generated_at": "x",

@@ -98,6 +98,8 @@ def test_portfolio(tmp_path: Path) -> None:
         "local_parquet_small",
         "local_parquet",
         "local_parquet_explain",
+        "local_parquet_start",
+        "local_parquet_start_explain",
         "local_parquet_large",
         "local_csv",
         "spark_local2_parquet",
