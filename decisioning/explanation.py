@@ -154,13 +154,15 @@ class Geometry:
             raise ValueError("the model's geometry is not five finite figures by five segments with positive scales")
         return made
 
+    # scaled, squared_distances and segment_of: the geometry in readable Python, which the compiled
+    # search (decisioning/counterfactual.py) reproduces operation for operation; evaluations no longer
+    # call them, the tests' reference search (tests/utils/explanation_reference.py) does.
     def scaled(self, figures: Figures) -> list[float]:
         return [
             (math.log1p(figures[name]) - m) / s for name, m, s in zip(FEATURE_NAMES, self.mean, self.scale, strict=True)
         ]
 
     def squared_distances(self, z: list[float]) -> list[float]:
-        # List comprehensions, not generators: this runs a few times per evaluation, on the event loop.
         return [sum([(zf - cf) * (zf - cf) for zf, cf in zip(z, centre, strict=True)]) for centre in self.centres]
 
     def segment_of(self, figures: Figures) -> int:

@@ -114,8 +114,7 @@ def test_numba_is_loaded_only_by_an_api_that_explains(tmp_path: Path, explain: b
         "import sys, pathlib; from fastapi.testclient import TestClient; "
         "from evaluation_api.main import create_app; from tests.utils.evaluations import make_settings; "
         f"app = create_app(make_settings(pathlib.Path({str(tmp_path)!r}), explain_decisions={explain})); "
-        "client = TestClient(app); client.__enter__(); client.__exit__(None, None, None); "
-        "print('numba' in sys.modules)"
+        "\nwith TestClient(app):\n    pass\nprint('numba' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
